@@ -1,0 +1,90 @@
+"""The `bench report` and `bench check` commands: thin wrappers over bench.tables, bench.plots and
+bench.check. Both only read results. pandas, scipy and matplotlib are imported inside the commands
+so that `bench --help` stays fast; torch is never imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEFAULT_RESULTS = "runs"  # `bench run --out` default
+
+
+@click.command("report")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "latex", "csv"]),
+              help="table: rich on the terminal; markdown, latex, csv: plain text to pipe.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write figures (PNG and SVG) into this directory.")
+@click.option("--compare", "reference", metavar="METHOD",
+              help="Paired comparison of every other method against METHOD on the same episodes.")
+@click.option("--against", multiple=True, metavar="METHOD",
+              help="With --compare: only these methods (repeatable).")
+@click.option("--ci", "ci_method", default="normal", show_default=True,
+              type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
+def report_command(results, fmt, plots_dir, reference, against, ci_method) -> None:
+    """Tables (and figures) from results files or run directories [default: runs]; never runs.
+
+    One table per dataset and way: methods as rows, shots as columns, accuracy ± 95% CI; the best
+    of a column is bold when its lead over the runner-up is significant (p < 0.05).
+    """
+    from bench import tables
+    from bench.errors import BenchError
+    from bench.results import load
+
+    if against and not reference:
+        raise BenchError("--against needs --compare METHOD")
+    frame = load(list(results) or [DEFAULT_RESULTS])
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:  # a log file or pipe: room for the comparison columns
+            console = Console(width=120)
+        for grid in tables.report_grids(frame, reference, against, ci_method):
+            console.print(tables.to_rich(grid))
+    else:
+        click.echo(tables.report_text(frame, fmt, reference, against, ci_method), nl=False)
+    if plots_dir is not None:
+        from bench.plots import write_plots
+
+        paths = write_plots(frame, plots_dir, ci_method)
+        click.echo(f"wrote {len(paths)} figure files to {plots_dir}", err=True)
+
+
+@click.command("check")
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Committed baseline results CSV, e.g. results/baselines/ci.csv.")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help=f"Fresh results file or run directory (repeatable) [default: {DEFAULT_RESULTS}].")
+@click.option("--update", is_flag=True, help="Rewrite the baseline from the fresh results instead.")
+@click.option("--allow-missing", is_flag=True,
+              help="Baseline cells absent from the fresh results warn instead of failing.")
+@click.pass_context
+def check_command(ctx, baseline, results, update, allow_missing) -> None:
+    """Exit 1 if a method's accuracy fell below its baseline by more than the two CIs allow.
+
+    Per (method, dataset, split, backbone, way, shot): fail when baseline − new >
+    sqrt(ci_baseline² + ci_new²), all in percent; a baseline cell without a fresh result fails too.
+    """
+    from bench import check
+    from bench.results import load
+
+    fresh = load(list(results) or [DEFAULT_RESULTS])
+    if update:
+        count = check.update_baseline(fresh, baseline)
+        click.echo(f"baseline {baseline} rewritten: {count} rows from "
+                   f"{', '.join(map(str, results or [DEFAULT_RESULTS]))}")
+        return
+    verdicts = check.check(check.load_baseline(baseline), fresh, allow_missing)
+    for verdict in verdicts:
+        click.echo(verdict.describe())
+    failures = check.failed(verdicts)
+    if failures:
+        click.echo(f"bench check: {len(failures)} of {len(verdicts)} cells failed against "
+                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²))", err=True)
+        ctx.exit(1)
+    click.echo(f"bench check: {len(verdicts)} cells within their CIs of {baseline}", err=True)

@@ -1,0 +1,100 @@
+"""`bench run`: train and evaluate every (method, way, shot, seed) cell and append its results."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+
+def int_list(text: str, option: str) -> list[int]:
+    values = []
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        try:
+            value = int(item)
+        except ValueError:
+            raise BenchError(f"{option} {item!r} is not an integer; write e.g. {option} 1,5") from None
+        if value < 1:
+            raise BenchError(f"{option} must be positive integers, got {value}")
+        values.append(value)
+    if not values:
+        raise BenchError(f"{option} is empty; write e.g. {option} 1,5")
+    return values
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM: the runner saves a checkpoint and stops; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self) -> bool:
+        return self.raised
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            if self.raised and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.raised = True
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+@click.command("run")
+@click.option("--methods", default="trm,protonet,cosine", show_default=True,
+              help="Comma-separated methods; NAME(key=value,...) sets parameters.")
+@click.option("--dataset", default="glyphs", show_default=True)
+@click.option("--dataset-option", "-D", "dataset_options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset parameter, e.g. -D split=lake (repeatable).")
+@click.option("--ways", default="5", show_default=True, help="Comma-separated test ways.")
+@click.option("--shots", default="1,5", show_default=True, help="Comma-separated shots.")
+@click.option("--query", default="15", show_default=True, help="Test queries per class.")
+@click.option("--test-episodes", default="600", show_default=True)
+@click.option("--seed", "seeds", default="0", show_default=True, help="Seed(s), comma-separated.")
+@click.option("--train-episodes", default="500", show_default=True)
+@click.option("--train-way", default=None, help="Training way [default: the test way].")
+@click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
+@click.option("--train-query", default="15", show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--lr-step", default=2000, show_default=True, type=int,
+              help="Episodes between learning-rate decays.")
+@click.option("--lr-gamma", default=0.5, show_default=True, type=float)
+@click.option("--val-every", default=100, show_default=True, type=int)
+@click.option("--val-episodes", default=100, show_default=True, type=int)
+@click.option("--checkpoint-every", default=100, show_default=True, type=int)
+@click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(),
+              help="Results directory (results.csv, per_episode/, logs/, configs/).")
+@click.option("--data-root", default=None, help="Dataset root [env FEWSHOT_BENCH_DATA].")
+@click.option("--cache-dir", default=None,
+              help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
+@click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
+@click.option("--ci", "ci_method", default="normal", show_default=True,
+              type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
+@click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
+def run_command(**options) -> None:
+    """Train and evaluate each cell; print a table and append rows to OUT/results.csv."""
+    from bench.run_plan import execute, plan_cells
+
+    cells, run_options = plan_cells(options)
+    stop = StopFlag()
+    stop.install()
+    execute(cells, run_options, stop, threads=options["threads"])
+
+
+def out_dir_writable(path: str) -> Path:
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"output directory {out} is not writable ({error.strerror}); "
+                         "pass --out DIR with a writable folder") from None
+    return out

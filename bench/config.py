@@ -1,0 +1,151 @@
+"""What defines one result cell, resolved and hashable.
+
+A cell is (method with its parameters, dataset with its options, way, shot, query, test episodes,
+seed, training settings). Its resolved configuration is stored with its results row, and its
+``cell_id`` (a hash of that configuration) names its per-episode file, log and checkpoint, so a
+rerun can tell a finished cell from a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from bench.errors import BenchError
+from bench.registry import DATASETS, METHODS, build_config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    episodes: int = 500
+    way: int | None = None  # None: the test way
+    shot: int | None = None  # None: the test shot
+    query: int = 15
+    lr: float = 1e-3
+    lr_step: int = 2000  # episodes between learning-rate decays
+    lr_gamma: float = 0.5
+    val_every: int = 100  # episodes between validations (0: no validation)
+    val_episodes: int = 100
+    checkpoint_every: int = 100  # episodes between resumable checkpoints (0: none)
+
+    def validate(self) -> None:
+        positive = {"query": self.query, "val_episodes": self.val_episodes}
+        for name, value in positive.items():
+            if value < 1:
+                raise BenchError(f"{name} must be a positive integer, got {value}")
+        for name in ("episodes", "lr_step", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"{name} must be zero or positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise BenchError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method and its parameter overrides, e.g. ``trm(attn_dim=128,dual_softmax=true)``."""
+
+    name: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name}({','.join(f'{k}={v}' for k, v in self.params)})"
+
+    def config(self):
+        cls = METHODS.get(self.name)
+        return build_config(cls.Config, dict(self.params), f"method {self.name}")
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\((.*)\))?\s*$")
+
+
+def parse_methods(text: str) -> list[MethodSpec]:
+    """``"trm,protonet,trm(attn_dim=128,dual_softmax=true)"`` → method specs (validated)."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise BenchError(f"--methods is empty; valid methods: {', '.join(METHODS.names())}")
+    specs = [parse_method(item) for item in items]
+    for spec in specs:
+        spec.config()  # unknown method or parameter → one-line error before anything runs
+    return specs
+
+
+def parse_method(text: str) -> MethodSpec:
+    match = _SPEC.match(text)
+    if not match:
+        raise BenchError(f"cannot read method {text!r}; write NAME or NAME(key=value,...)")
+    name, inner = match.group(1), match.group(2)
+    METHODS.get(name)
+    return MethodSpec(name, parse_assignments(inner or "", f"method {name}"))
+
+
+def parse_assignments(text: str, owner: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise BenchError(f"parameter {item!r} of {owner} must be written key=value")
+        key, value = (part.strip() for part in item.split("=", 1))
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: MethodSpec
+    dataset: str
+    dataset_params: tuple[tuple[str, str], ...]
+    way: int
+    shot: int
+    query: int
+    test_episodes: int
+    seed: int
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def train_way(self) -> int:
+        return self.train.way or self.way
+
+    @property
+    def train_shot(self) -> int:
+        return self.train.shot or self.shot
+
+    def method_config(self):
+        return self.method.config()
+
+    def dataset_config(self):
+        cls = DATASETS.get(self.dataset)
+        return build_config(cls.Config, dict(self.dataset_params), f"dataset {self.dataset}")
+
+    def resolved(self) -> dict:
+        """Everything the result depends on, with every default filled in."""
+        return {
+            "method": self.method.name,
+            "method_label": self.method.label,
+            "method_params": asdict(self.method_config()),
+            "dataset": self.dataset,
+            "dataset_params": asdict(self.dataset_config()),
+            "way": self.way, "shot": self.shot, "query": self.query,
+            "test_episodes": self.test_episodes, "seed": self.seed,
+            "train": {**asdict(self.train), "way": self.train_way, "shot": self.train_shot},
+        }
+
+    @property
+    def cell_id(self) -> str:
+        text = json.dumps(self.resolved(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.method.label} {self.dataset} {self.way}-way {self.shot}-shot seed {self.seed}"

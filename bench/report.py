@@ -1,0 +1,181 @@
+"""What `bench report` computes from results rows: per-cell summaries and paired comparisons.
+
+Reads results (``bench.results.load``) and their per-episode accuracies; never runs anything.
+
+Aggregation over seeds. A table cell is one (dataset, split, backbone, way, method, shot); its rows
+are the seeds. The per-episode accuracies of all its rows are pooled: the cell's accuracy is the mean
+over all N pooled episodes (= the mean of the per-seed accuracies when seeds have equally many
+episodes) and its CI is computed from those N values. The CI therefore covers episode sampling, not
+the spread between training seeds; ``n_seeds`` is reported beside ``n_episodes`` so a reader knows.
+
+Bold. In each column (shot) the best method is marked only if its lead over the runner-up is
+significant at 0.05: by the paired t-test when both were measured on the same episodes (same set of
+``episodes_hash``), otherwise by non-overlapping 95% CIs.
+
+Pairing. Two methods are compared episode by episode only when their rows in a cell carry the same
+set of ``episodes_hash`` values; the episodes of each hash are concatenated in hash order. Anything
+else is refused, saying which hashes differ. Holm's correction runs over all comparisons that one
+``compare`` call makes (every other method × every cell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench import stats
+from bench.errors import BenchError
+from bench.results import per_episode
+
+GROUP_KEYS = ["dataset", "split", "backbone", "way"]
+CELL_KEYS = GROUP_KEYS + ["method", "shot"]
+ALPHA = 0.05
+
+
+class EpisodesMismatch(BenchError):
+    """Two methods' results were measured on different episodes and cannot be paired."""
+
+
+def with_episodes(frame):
+    """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies)."""
+    frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
+    frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
+    if "episodes" not in frame.columns:
+        frame = frame.assign(episodes=[per_episode(row) for _, row in frame.iterrows()])
+    return frame
+
+
+def cell_label(key: dict) -> str:
+    return f"{key['dataset']} {key['way']}-way {key['shot']}-shot"
+
+
+def summarize(frame, ci_method: str = "normal"):
+    """One row per cell: acc and ci95 in percent, n_episodes, n_seeds, ci_method, and ``bold``."""
+    import pandas as pd
+
+    stats.check_ci_method(ci_method)
+    frame = with_episodes(frame)
+    rows = []
+    for key, cell in frame.groupby(CELL_KEYS, sort=True):
+        pooled = np.concatenate(list(cell["episodes"]))
+        acc, ci95 = stats.mean_ci(pooled * 100.0, ci_method)
+        rows.append({**dict(zip(CELL_KEYS, key)), "acc": acc, "ci95": ci95,
+                     "n_episodes": int(pooled.size), "n_seeds": int(cell["seed"].nunique()),
+                     "ci_method": ci_method})
+    summary = pd.DataFrame(rows)
+    summary["bold"] = False
+    summary["lead_test"] = ""
+    for _, column in summary.groupby(GROUP_KEYS + ["shot"], sort=False):
+        _mark_best(summary, column, frame)
+    return summary
+
+
+def _mark_best(summary, column, frame) -> None:
+    """Set ``bold``/``lead_test`` on the best row of one column when its lead is significant."""
+    if len(column) < 2:
+        return
+    ranked = column.sort_values("acc", ascending=False)
+    best, runner_up = ranked.iloc[0], ranked.iloc[1]
+    if best["acc"] == runner_up["acc"]:
+        return
+    try:
+        test = stats.paired_test(*paired_episodes(frame, best, runner_up["method"]))
+        significant, how = test.t_p < ALPHA, "paired t-test"
+    except EpisodesMismatch:
+        significant = not stats.intervals_overlap(best["acc"], best["ci95"],
+                                                  runner_up["acc"], runner_up["ci95"])
+        how = "non-overlapping CIs"
+    if significant:
+        summary.loc[best.name, ["bold", "lead_test"]] = [True, how]
+
+
+def _cell_rows(frame, key, method: str):
+    mask = np.ones(len(frame), dtype=bool)
+    for column in CELL_KEYS:
+        value = method if column == "method" else key[column]
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def _episodes_by_hash(rows, method: str, key) -> dict:
+    by_hash = {}
+    for _, row in rows.iterrows():
+        if row["episodes_hash"] in by_hash:
+            raise BenchError(f"{method} has two results on the same episodes in {cell_label(key)} "
+                             f"(episodes_hash {row['episodes_hash']}); pass each run once")
+        by_hash[row["episodes_hash"]] = row["episodes"]
+    return by_hash
+
+
+def paired_episodes(frame, key, other: str) -> tuple[np.ndarray, np.ndarray]:
+    """Episode-aligned accuracies (percent) of ``key['method']`` and ``other`` in ``key``'s cell.
+
+    ``frame`` needs the ``episodes`` column (``with_episodes``). Raises EpisodesMismatch when the
+    two methods were not measured on the same set of episodes.
+    """
+    method = key["method"]
+    mine = _episodes_by_hash(_cell_rows(frame, key, method), method, key)
+    theirs = _episodes_by_hash(_cell_rows(frame, key, other), other, key)
+    if not theirs:
+        raise EpisodesMismatch(f"{other} has no result in {cell_label(key)}")
+    if set(mine) != set(theirs):
+        raise EpisodesMismatch(
+            f"{method} and {other} in {cell_label(key)} were measured on different episodes "
+            f"(episodes_hash {', '.join(sorted(mine))} vs {', '.join(sorted(theirs))}); "
+            "re-run them with the same seeds, episodes and queries to pair them")
+    hashes = sorted(mine)
+    a = np.concatenate([mine[h] for h in hashes]) * 100.0
+    b = np.concatenate([theirs[h] for h in hashes]) * 100.0
+    if a.shape != b.shape:
+        raise EpisodesMismatch(f"{method} and {other} in {cell_label(key)} have different "
+                               f"episode counts ({a.size} vs {b.size}) under the same hashes")
+    return a, b
+
+
+@dataclass
+class Comparison:
+    """Paired comparisons against one reference method: a table and the refused pairs."""
+
+    reference: str
+    table: object  # pandas.DataFrame, one row per (cell, other method)
+    refused: list[str]
+
+
+def compare(frame, reference: str, against=None, ci_method: str = "normal") -> Comparison:
+    """Every other method (or those in ``against``) vs ``reference`` in every cell they share.
+
+    Columns: the cell keys, ``method`` (the other one), ``diff`` (reference − method, points),
+    ``ci95``, ``t_p``, ``wilcoxon_p``, their Holm-adjusted ``t_p_holm``/``wilcoxon_p_holm``, ``n``.
+    Raises BenchError if the reference is unknown or nothing could be paired.
+    """
+    import pandas as pd
+
+    stats.check_ci_method(ci_method)
+    frame = with_episodes(frame)
+    methods = sorted(frame["method"].unique())
+    for name in [reference, *(against or [])]:
+        if name not in methods:
+            raise BenchError(f"method {name!r} is not in the results; methods: {', '.join(methods)}")
+    others = [m for m in (against or methods) if m != reference]
+    rows, refused = [], []
+    reference_cells = frame[frame["method"] == reference]
+    for key, _ in reference_cells.groupby(CELL_KEYS, sort=True):
+        key = dict(zip(CELL_KEYS, key))
+        for other in others:
+            if not len(_cell_rows(frame, key, other)):
+                continue
+            try:
+                test = stats.paired_test(*paired_episodes(frame, key, other), ci_method)
+            except EpisodesMismatch as error:
+                refused.append(str(error))
+                continue
+            rows.append({**key, "method": other, "diff": test.mean_diff, "ci95": test.ci95,
+                         "t_p": test.t_p, "wilcoxon_p": test.wilcoxon_p, "n": test.n})
+    if not rows:
+        reasons = "; ".join(refused) or "no method shares a cell with it"
+        raise BenchError(f"nothing to compare against {reference}: {reasons}")
+    table = pd.DataFrame(rows)
+    table["t_p_holm"] = stats.holm(table["t_p"])
+    table["wilcoxon_p_holm"] = stats.holm(table["wilcoxon_p"])
+    return Comparison(reference, table, refused)

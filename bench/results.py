@@ -1,0 +1,202 @@
+"""Tidy, append-only results: one row per (method, dataset, way, shot, seed) cell.
+
+Layout of an output directory ``DIR``:
+- ``DIR/results.csv``: one row per finished cell, columns ``COLUMNS`` (acc and ci95 in percent);
+- ``DIR/per_episode/<cell_id>.npy``: float64 accuracy (0..1) of every test episode, in episode order;
+- ``DIR/configs/<cell_id>.json``: the resolved configuration of the cell (also in the ``config`` column);
+- ``DIR/logs/<cell_id>.csv``: the training log (episode, loss, train_acc, val_acc, lr);
+- ``DIR/checkpoints/``: resumable training state of unfinished cells (deleted when a cell finishes).
+
+Rows are appended under an exclusive file lock and the file is replaced atomically (write, then
+rename), so concurrent writers never lose or duplicate a row and a killed run never leaves a torn
+file. Readers (``load``) only read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+
+COLUMNS = [
+    "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
+    "acc", "ci95", "ci_method", "seed", "train_episodes", "train_way", "train_shot",
+    "train_query", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
+    "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
+    "cell_id", "schema_version", "config",
+]
+TIMING_COLUMNS = ("train_seconds", "eval_seconds", "timestamp", "host", "cpu", "threads", "device")
+
+
+def results_path(out_dir: Path) -> Path:
+    return Path(out_dir) / "results.csv"
+
+
+def per_episode_path(out_dir: Path, cell_id: str) -> Path:
+    return Path(out_dir) / "per_episode" / f"{cell_id}.npy"
+
+
+def log_path(out_dir: Path, cell_id: str) -> Path:
+    return Path(out_dir) / "logs" / f"{cell_id}.csv"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_per_episode(out_dir: Path, cell_id: str, accuracies: np.ndarray) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(accuracies, dtype=np.float64))
+    path = per_episode_path(out_dir, cell_id)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+@contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """An exclusive lock on DIR/.lock for the duration of a read-modify-write of results.csv."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def append_row(out_dir: Path, row: dict, replace: bool = False) -> bool:
+    """Append one cell's row unless a row with its cell_id is already there; True if written.
+
+    ``replace`` drops an existing row of the same cell first (``bench run --force``).
+    """
+    import csv
+    import io
+
+    path = results_path(out_dir)
+    missing = [column for column in COLUMNS if column not in row]
+    if missing:
+        raise ValueError(f"results row lacks columns {missing}")
+    with locked(out_dir):
+        existing = path.read_text() if path.exists() else ""
+        if existing:
+            check_header(path, existing.splitlines()[0])
+            if row["cell_id"] in finished_cell_ids(out_dir, existing):
+                if not replace:
+                    return False
+                existing = _without_cell(existing, row["cell_id"])
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        if not existing:
+            writer.writeheader()
+        writer.writerow({column: _cell(row[column]) for column in COLUMNS})
+        if existing and not existing.endswith("\n"):
+            existing += "\n"
+        atomic_write_text(path, existing + buffer.getvalue())
+    return True
+
+
+def _cell(value):
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _without_cell(text: str, cell_id: str) -> str:
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=reader.fieldnames, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(row for row in reader if row["cell_id"] != cell_id)
+    return buffer.getvalue()
+
+
+def check_header(path: Path, header: str) -> None:
+    columns = header.strip().split(",")
+    if "cell_id" not in columns or "schema_version" not in columns:
+        raise BenchError(f"{path} is not a fewshot-bench results file (no cell_id/schema_version "
+                         "columns); use another --out directory")
+
+
+def finished_cell_ids(out_dir: Path, text: str | None = None) -> set[str]:
+    """cell_ids with a row in DIR/results.csv."""
+    import csv
+    import io
+
+    path = results_path(out_dir)
+    if text is None:
+        if not path.exists():
+            return set()
+        text = path.read_text()
+    rows = csv.DictReader(io.StringIO(text))
+    return {row["cell_id"] for row in rows if row.get("cell_id")}
+
+
+def load(paths: Iterable[str | Path] | str | Path):
+    """All rows of one or more results files (or directories holding results.csv) as a DataFrame.
+
+    Adds ``source_dir`` (where per-episode files live). Refuses foreign files and newer schemas.
+    """
+    import pandas as pd
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            path = results_path(path)
+        if not path.is_file():
+            raise BenchError(f"results file {path} does not exist; pass a results.csv or the --out "
+                             "directory of a `bench run`")
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise BenchError(f"cannot read results file {path}: {error}") from None
+        if "cell_id" not in frame.columns or "schema_version" not in frame.columns:
+            raise BenchError(f"{path} is not a fewshot-bench results file "
+                             "(no cell_id/schema_version columns)")
+        newest = frame["schema_version"].max() if len(frame) else SCHEMA_VERSION
+        if newest > SCHEMA_VERSION:
+            raise BenchError(f"{path} has results schema {newest}, newer than this fewshot-bench "
+                             f"reads ({SCHEMA_VERSION}); upgrade fewshot-bench")
+        frame["source_dir"] = str(path.parent)
+        frames.append(frame)
+    if not frames:
+        raise BenchError("no results files given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_episode(row) -> np.ndarray:
+    """Per-episode accuracies (0..1) of one results row (a pandas Series or dict)."""
+    path = per_episode_path(Path(row["source_dir"]), row["cell_id"])
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BenchError(f"cannot read per-episode accuracies {path}: {error}") from None

@@ -1,0 +1,171 @@
+"""Episodic training and evaluation: plain functions, no printing (progress is a callback).
+
+Evaluation embeds every test image once (BatchNorm in eval mode makes an image's embedding
+independent of its episode) and runs only the method's head per episode; ``mode="per-episode"``
+re-embeds each episode's images instead, as most peer code does, and gives the same logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.config import Cell
+from bench.data import ImageSet
+from bench.episodes import Episode, EpisodeList, EpisodeSampler
+from bench.errors import BenchError
+from bench.registry import METHODS
+
+EMBED_BATCH = 512
+
+
+class Progress:
+    """Callbacks the runner reports to; the CLI draws rich progress bars, tests stay silent."""
+
+    def train_step(self, episode: int, total: int, loss: float) -> None: ...
+
+    def validated(self, episode: int, accuracy: float) -> None: ...
+
+    def evaluated(self, done: int, total: int) -> None: ...
+
+
+class NumericalFault(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def build_model(cell: Cell, channels: int) -> torch.nn.Module:
+    return METHODS.get(cell.method.name)(cell.method_config(), channels)
+
+
+def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    episode: int = 0
+    best_accuracy: float = -1.0
+    best_episode: int = 0
+    best_weights: dict | None = None
+    log: list[dict] = field(default_factory=list)
+
+
+def make_optimizer(model: torch.nn.Module, cell: Cell):
+    optimizer = torch.optim.Adam(model.parameters(), lr=cell.train.lr)
+    step = cell.train.lr_step or 10**12
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step, gamma=cell.train.lr_gamma)
+    return optimizer, scheduler
+
+
+def train_step(model, optimizer, scheduler, images: ImageSet, episode: Episode,
+               device: torch.device, augment: Callable | None) -> tuple[float, float]:
+    """One episode of training; returns (loss, query accuracy)."""
+    model.train()
+    batch = to_float(images.images[episode.indices()], device)
+    if augment is not None:
+        batch = augment(batch)
+    n_support = episode.support.numel()
+    features = model.embed(batch)
+    logits = model.head(features[:n_support], episode.support_labels().to(device),
+                        features[n_support:], episode.way)
+    targets = episode.query_labels().to(device)
+    loss = F.cross_entropy(logits, targets)
+    if not torch.isfinite(loss):
+        raise NumericalFault(f"training loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    accuracy = (logits.argmax(1) == targets).float().mean()
+    return loss.item(), accuracy.item()
+
+
+def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet,
+          state: TrainState, cell: Cell, device: torch.device, *,
+          validate: Callable[[], float] | None = None, augment: Callable | None = None,
+          progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
+          should_stop: Callable[[], bool] = lambda: False) -> TrainState:
+    """Train from ``state.episode`` to ``cell.train.episodes``; keeps the best-validated weights.
+
+    ``checkpoint`` is called every ``checkpoint_every`` episodes and when ``should_stop`` turns
+    true (then training returns early with ``state.episode`` < the total).
+    """
+    progress = progress or Progress()
+    total, config = cell.train.episodes, cell.train
+    while state.episode < total:
+        loss, accuracy = train_step(model, optimizer, scheduler, images, sampler.sample(),
+                                    device, augment)
+        state.episode += 1
+        entry = {"episode": state.episode, "loss": loss, "train_acc": accuracy,
+                 "val_acc": float("nan"), "lr": optimizer.param_groups[0]["lr"]}
+        if validate is not None and config.val_every and (
+                state.episode % config.val_every == 0 or state.episode == total):
+            entry["val_acc"] = validate()
+            progress.validated(state.episode, entry["val_acc"])
+            if entry["val_acc"] > state.best_accuracy:
+                state.best_accuracy, state.best_episode = entry["val_acc"], state.episode
+                state.best_weights = copy.deepcopy(model.state_dict())
+        state.log.append(entry)
+        progress.train_step(state.episode, total, loss)
+        interval = config.checkpoint_every
+        stopping = should_stop()
+        if checkpoint is not None and (stopping or (interval and state.episode % interval == 0)):
+            checkpoint()
+        if stopping:
+            break
+    return state
+
+
+@torch.no_grad()
+def embed_all(model, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    model.eval()
+    chunks = [model.embed(to_float(block, device)) for block in images.split(EMBED_BATCH)]
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.device,
+             mode: str = "cached", progress: Progress | None = None) -> np.ndarray:
+    """Accuracy (0..1) of every episode, in order. BatchNorm runs in eval mode."""
+    if mode not in ("cached", "per-episode"):
+        raise BenchError(f"unknown evaluation mode {mode!r}; valid modes: cached, per-episode")
+    model.eval()
+    if mode == "cached" and getattr(model, "needs_images", False):
+        mode = "per-episode"
+    progress = progress or Progress()
+    if mode == "cached":
+        used = torch.unique(torch.cat([episodes.support.reshape(-1), episodes.query.reshape(-1)]))
+        features = embed_all(model, image_set.images[used], device)
+        position = torch.full((len(image_set.images),), -1, dtype=torch.int64)
+        position[used] = torch.arange(len(used))
+    accuracies = np.empty(len(episodes))
+    for i in range(len(episodes)):
+        episode = episodes[i]
+        support_labels = episode.support_labels().to(device)
+        if mode == "cached":
+            support = features[position[episode.support.reshape(-1)]]
+            query = features[position[episode.query.reshape(-1)]]
+            logits = model.head(support, support_labels, query, episode.way)
+        else:
+            batch = to_float(image_set.images[episode.indices()], device)
+            logits = model(batch[: episode.support.numel()], support_labels,
+                           batch[episode.support.numel():], episode.way)
+        hits = logits.argmax(1).cpu() == episode.query_labels()
+        accuracies[i] = hits.double().mean().item()
+        if (i + 1) % 100 == 0 or i + 1 == len(episodes):
+            progress.evaluated(i + 1, len(episodes))
+    return accuracies
+
+
+def timed(function: Callable, *args, **kwargs):
+    start = time.perf_counter()
+    value = function(*args, **kwargs)
+    return value, time.perf_counter() - start

@@ -1,0 +1,98 @@
+"""The base class every method plugin derives from.
+
+A method is an embedding (``embed``: images → feature maps) and a head (``head``: support features,
+support labels and query features of one episode → logits). ``forward`` composes them. Keeping the
+two apart lets evaluation embed every test image once and run only the head per episode
+(``bench.runner.evaluate``): with BatchNorm in eval mode the result is the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import BenchError
+from bench.methods.backbones import BACKBONES, make_backbone
+
+
+def param(default, help: str):
+    """A config field with its help text (shown by `bench list`)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    backbone: str = param("conv4", f"embedding network: {' | '.join(BACKBONES)}")
+
+    def validate(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise BenchError(f"unknown backbone {self.backbone!r}; valid backbones: "
+                             f"{', '.join(BACKBONES)}")
+
+
+class FewShotClassifier(nn.Module):
+    """Backbone + metric head; subclasses implement ``head``."""
+
+    Config: ClassVar[type] = MethodConfig
+    # A head that needs raw images (transductive or image-level) sets this to True: evaluation then
+    # falls back to embedding every episode on its own.
+    needs_images: ClassVar[bool] = False
+    registry_name: ClassVar[str]
+
+    def __init__(self, config: MethodConfig, in_channels: int):
+        super().__init__()
+        self.config = config
+        self.backbone = make_backbone(config.backbone, in_channels)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature maps [B, C, H, W] of images [B, channels, size, size]."""
+        return self.backbone(images)
+
+    def head(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+             n_way: int) -> torch.Tensor:
+        """Logits [n_query, n_way] from support/query feature maps of one episode."""
+        raise NotImplementedError
+
+    def forward(self, support_images: torch.Tensor, support_labels: torch.Tensor,
+                query_images: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
+        n_way = n_way if n_way is not None else int(support_labels.max()) + 1
+        n_support = len(support_images)
+        features = self.embed(torch.cat([support_images, query_images]))
+        return self.head(features[:n_support], support_labels, features[n_support:], n_way)
+
+
+def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Class means [n_way, D] of flattened features [N, D]."""
+    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype, device=features.device)
+    sums.index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=n_way).clamp(min=1).to(features.dtype)
+    return sums / counts[:, None]
+
+
+def squared_euclidean_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """−‖q − p‖² for every (query, prototype) pair: [n_query, n_way]."""
+    return -torch.cdist(query, protos).pow(2)
+
+
+def cosine_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """cos(q, p) for every (query, prototype) pair: [n_query, n_way]."""
+    return F.normalize(query, dim=-1) @ F.normalize(protos, dim=-1).T
+
+
+class Temperature(nn.Module):
+    """A logit scale, learned (stored as its log, so it stays positive) or fixed."""
+
+    def __init__(self, initial: float, learned: bool):
+        super().__init__()
+        log_value = torch.tensor(float(initial)).log()
+        if learned:
+            self.log_value = nn.Parameter(log_value)
+        else:
+            self.register_buffer("log_value", log_value)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits * self.log_value.exp()
