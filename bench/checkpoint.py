@@ -16,13 +16,46 @@ from bench.runner import TrainState
 
 
 def checkpoint_path(out_dir: Path, cell: Cell) -> Path:
-    return Path(out_dir) / "checkpoints" / f"{cell.cell_id}.pt"
+    return Path(out_dir) / "checkpoints" / f"{cell.training_id}.pt"
+
+
+def model_path(out_dir: Path, cell: Cell) -> Path:
+    return Path(out_dir) / "models" / f"{cell.training_id}.pt"
+
+
+def _write(path: Path, payload: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read(path: Path, cell: Cell, what: str) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise BenchError(f"{what} {path} is unreadable ({error.__class__.__name__}); delete "
+                         "it or rerun with --force") from None
+    if not isinstance(payload, dict) or payload.get("config") != cell.training():
+        raise BenchError(f"{what} {path} was written for another configuration than "
+                         f"{cell.describe()}; delete it or rerun with --force")
+    return payload
+
+
+def save_model(path: Path, cell: Cell, model, trained: dict) -> None:
+    """The trained (best-validated) weights and their training record."""
+    _write(path, {"config": cell.training(), "model": model.state_dict(), **trained})
+
+
+def load_model(path: Path, cell: Cell, model) -> dict:
+    payload = _read(path, cell, "trained model")
+    model.load_state_dict(payload["model"])
+    return {key: payload[key] for key in ("best_episode", "log", "train_seconds")}
 
 
 def save(path: Path, cell: Cell, model, optimizer, scheduler, sampler, state: TrainState,
          train_seconds: float) -> None:
     payload = {
-        "config": cell.resolved(),
+        "config": cell.training(),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -31,21 +64,12 @@ def save(path: Path, cell: Cell, model, optimizer, scheduler, sampler, state: Tr
         "state": asdict(state),
         "train_seconds": train_seconds,
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    _write(path, payload)
 
 
 def load(path: Path, cell: Cell, model, optimizer, scheduler, sampler) -> tuple[TrainState, float]:
     """Restore everything saved by ``save``; returns (train state, train seconds so far)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise BenchError(f"checkpoint {path} is unreadable ({error.__class__.__name__}); delete "
-                         "it or rerun with --force") from None
-    if not isinstance(payload, dict) or payload.get("config") != cell.resolved():
-        raise BenchError(f"checkpoint {path} was written for another configuration than "
-                         f"{cell.describe()}; delete it or rerun with --force")
+    payload = _read(path, cell, "checkpoint")
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

@@ -102,6 +102,10 @@ def parse_assignments(text: str, owner: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _digest(value: dict) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Cell:
     method: MethodSpec
@@ -129,23 +133,31 @@ class Cell:
         cls = DATASETS.get(self.dataset)
         return build_config(cls.Config, dict(self.dataset_params), f"dataset {self.dataset}")
 
-    def resolved(self) -> dict:
-        """Everything the result depends on, with every default filled in."""
+    def training(self) -> dict:
+        """Everything the trained model depends on (not the test way, query or episode count)."""
         return {
             "method": self.method.name,
             "method_label": self.method.label,
             "method_params": asdict(self.method_config()),
             "dataset": self.dataset,
             "dataset_params": asdict(self.dataset_config()),
-            "way": self.way, "shot": self.shot, "query": self.query,
-            "test_episodes": self.test_episodes, "seed": self.seed,
+            "seed": self.seed,
             "train": {**asdict(self.train), "way": self.train_way, "shot": self.train_shot},
         }
 
+    def resolved(self) -> dict:
+        """Everything the result depends on, with every default filled in."""
+        return {**self.training(), "way": self.way, "shot": self.shot, "query": self.query,
+                "test_episodes": self.test_episodes}
+
     @property
     def cell_id(self) -> str:
-        text = json.dumps(self.resolved(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(self.resolved())
+
+    @property
+    def training_id(self) -> str:
+        """Cells with the same training_id share one trained model (e.g. 5- and 20-way tests)."""
+        return _digest(self.training())
 
     def describe(self) -> str:
         return f"{self.method.label} {self.dataset} {self.way}-way {self.shot}-shot seed {self.seed}"

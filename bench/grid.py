@@ -57,7 +57,7 @@ def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
 def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
              should_stop=lambda: False) -> GridOutcome:
     """Run every cell; ``progress_for(cell)`` gives each cell's Progress."""
-    outcome, adapters = GridOutcome(), {}
+    outcome, adapters, trained_now = GridOutcome(), {}, set()
     finished = results.finished_cell_ids(options.out_dir)
     for cell in cells:
         if cell.cell_id in finished and not options.force:
@@ -67,10 +67,13 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
         if key not in adapters:
             adapters[key] = load_adapter(cell, options)
         progress = progress_for(cell) if progress_for else Progress()
+        retrain = options.force and cell.training_id not in trained_now
         try:
-            outcome.rows.append(run_cell(cell, adapters[key], options, progress, should_stop))
+            outcome.rows.append(run_cell(cell, adapters[key], options, progress, should_stop,
+                                         retrain=retrain))
         except NumericalFault as fault:
             outcome.failed.append((cell, record_failure(options.out_dir, cell, str(fault))))
+        trained_now.add(cell.training_id)
     return outcome
 
 
@@ -81,20 +84,51 @@ def check_cell(cell: Cell, adapter: DatasetAdapter) -> None:
 
 
 def run_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
-             should_stop=lambda: False) -> dict:
+             should_stop=lambda: False, retrain: bool = False) -> dict:
+    """Train (or load the model trained for an earlier cell), evaluate, write the results."""
     device = torch.device(options.device)
     check_cell(cell, adapter)
-    train_set, test_set = adapter.load("train"), adapter.load("test")
+    test_set = adapter.load("test")
     test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
                                    cell.test_episodes, cell.seed)
+    model, trained = trained_model(cell, adapter, options, progress, should_stop, retrain)
+    start = time.perf_counter()
+    accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
+    eval_seconds = time.perf_counter() - start
+    row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options)
+    write_cell(options.out_dir, cell, row, accuracies, trained["log"], options.force)
+    return row
+
+
+def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
+                  should_stop, retrain: bool):
+    """(model with its best-validated weights, training record); trains only when needed.
+
+    A finished training is stored in DIR/models/<training_id>.pt, so cells that differ only in
+    the test way, query or episode count (and reruns) reuse it.
+    """
+    device = torch.device(options.device)
     torch.manual_seed(cell.seed)
     model = build_model(cell, adapter.channels).to(device)
+    stored = checkpoint.model_path(options.out_dir, cell)
+    with results.locked(options.out_dir, f"locks/{cell.training_id}.lock"):
+        if stored.exists() and not retrain:
+            return model, checkpoint.load_model(stored, cell, model)
+        trained = train_cell(cell, model, adapter, options, progress, should_stop, retrain)
+        checkpoint.save_model(stored, cell, model, trained)
+    return model, trained
+
+
+def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
+               progress: Progress, should_stop, retrain: bool) -> dict:
+    device = torch.device(options.device)
+    train_set = adapter.load("train")
     optimizer, scheduler = make_optimizer(model, cell)
     sampler = EpisodeSampler(train_set, cell.train_way, cell.train_shot, cell.train.query,
                              cell.seed)
     path = checkpoint.checkpoint_path(options.out_dir, cell)
     state, seconds_before = TrainState(), 0.0
-    if path.exists() and not options.force:
+    if path.exists() and not retrain:
         state, seconds_before = checkpoint.load(path, cell, model, optimizer, scheduler, sampler)
     start = time.perf_counter()
 
@@ -102,46 +136,41 @@ def run_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress:
         checkpoint.save(path, cell, model, optimizer, scheduler, sampler, state,
                         seconds_before + time.perf_counter() - start)
 
-    validate = validation(model, adapter, cell, device)
     try:
         train(model, optimizer, scheduler, sampler, train_set, state, cell, device,
-              validate=validate, augment=adapter.train_augmentation(), progress=progress,
+              validate=validation(model, adapter, cell, device),
+              augment=adapter.train_augmentation(), progress=progress,
               checkpoint=save_checkpoint, should_stop=should_stop)
     except NumericalFault as fault:
         raise NumericalFault(f"{fault} at episode {state.episode + 1}; last log: "
                              f"{state.log[-3:]}") from None
     if state.episode < cell.train.episodes:
         raise Interrupted(cell.describe())
-    train_seconds = seconds_before + time.perf_counter() - start
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
-    start = time.perf_counter()
-    accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
-    eval_seconds = time.perf_counter() - start
-    row = make_row(cell, accuracies, test_episodes.hash, state, train_seconds, eval_seconds,
-                   options)
-    write_cell(options.out_dir, cell, row, accuracies, state.log, options.force)
     path.unlink(missing_ok=True)
-    return row
+    return {"best_episode": state.best_episode or state.episode, "log": state.log,
+            "train_seconds": seconds_before + time.perf_counter() - start}
 
 
 def validation(model, adapter: DatasetAdapter, cell: Cell, device):
-    """A function giving mean accuracy on fixed validation episodes, or None without val classes."""
+    """Mean accuracy on fixed validation episodes of the training shape (None: no validation)."""
     if not cell.train.val_every or not cell.train.episodes:
         return None
     val_set = adapter.load("val")
     if val_set.n_classes < 2:
         return None
-    way = min(cell.way, val_set.n_classes)
-    query = min(cell.query, int(val_set.images_per_class().min()) - cell.shot)
+    way = min(cell.train_way, val_set.n_classes)
+    shot = cell.train_shot
+    query = min(cell.train.query, int(val_set.images_per_class().min()) - shot)
     if query < 1:
         return None
-    episodes = fixed_episodes(val_set, way, cell.shot, query, cell.train.val_episodes, cell.seed)
+    episodes = fixed_episodes(val_set, way, shot, query, cell.train.val_episodes, cell.seed)
     return lambda: float(evaluate(model, val_set, episodes, device).mean())
 
 
-def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, state: TrainState,
-             train_seconds: float, eval_seconds: float, options: RunOptions) -> dict:
+def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: dict,
+             eval_seconds: float, options: RunOptions) -> dict:
     acc, ci95 = mean_ci(accuracies, options.ci_method)
     commit, dirty = git_state()
     resolved = cell.resolved()
@@ -154,8 +183,8 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, state: Trai
         "ci_method": options.ci_method, "seed": cell.seed,
         "train_episodes": cell.train.episodes, "train_way": cell.train_way,
         "train_shot": cell.train_shot, "train_query": cell.train.query,
-        "best_episode": state.best_episode or state.episode,
-        "train_seconds": round(train_seconds, 2), "eval_seconds": round(eval_seconds, 2),
+        "best_episode": trained["best_episode"],
+        "train_seconds": round(trained["train_seconds"], 2), "eval_seconds": round(eval_seconds, 2),
         "episodes_hash": episodes_hash, "commit": commit, "dirty": dirty,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **{key: value for key, value in machine(options.device).items() if key != "cores"},

@@ -39,14 +39,20 @@ def _slug(text) -> str:
 
 def _setting(key: dict, summary) -> list[str]:
     """split and backbone, where the results hold more than one of them (else they go unsaid)."""
-    return [str(key[k]) for k in ("split", "backbone") if summary[k].nunique() > 1 and key[k]]
+    return [str(key[k]) for k in ("split", "backbone") if summary[k].nunique() > 1 and key.get(k)]
 
 
-def accuracy_vs_shots_figure(summary, key: dict, colors: dict):
-    """Accuracy (%) vs shots, one line with 95% CI bars per method, for one (dataset, way)."""
+def accuracy_vs_shots_figure(summary, key: dict, colors: dict | None = None):
+    """Accuracy (%) vs shots, one line with 95% CI bars per method, for one (dataset, way).
+
+    ``summary``: from ``bench.report.summarize``; ``key``: {"dataset": ..., "way": ...}, plus
+    "split"/"backbone" where the summary holds several.
+    """
+    colors = colors or method_colors(summary["method"])
     table = summary
     for column in GROUP_KEYS:
-        table = table[table[column] == key[column]]
+        if column in key:
+            table = table[table[column] == key[column]]
     shots = sorted(table["shot"].unique())
     methods = sorted(table["method"].unique())
     figure = _figure()
@@ -69,8 +75,9 @@ def accuracy_vs_shots_figure(summary, key: dict, colors: dict):
     return figure
 
 
-def bars_figure(summary, key: dict, colors: dict):
-    """Grouped bars per dataset (one bar per method, 95% CI whiskers) for one (way, shot)."""
+def bars_figure(summary, key: dict, colors: dict | None = None):
+    """Grouped bars per dataset (one bar per method, 95% CI whiskers); ``key``: {"way", "shot"}."""
+    colors = colors or method_colors(summary["method"])
     table = summary[(summary["way"] == key["way"]) & (summary["shot"] == key["shot"])]
     datasets = sorted(table["dataset"].unique())
     methods = sorted(table["method"].unique())

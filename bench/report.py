@@ -39,6 +39,8 @@ class EpisodesMismatch(BenchError):
 
 def with_episodes(frame):
     """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies)."""
+    if not len(frame):
+        raise BenchError("the results hold no rows yet; finish a `bench run` first")
     frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
     frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
     if "episodes" not in frame.columns:

@@ -74,11 +74,12 @@ def save_per_episode(out_dir: Path, cell_id: str, accuracies: np.ndarray) -> Pat
 
 
 @contextmanager
-def locked(out_dir: Path) -> Iterator[None]:
-    """An exclusive lock on DIR/.lock for the duration of a read-modify-write of results.csv."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "a") as handle:
+def locked(out_dir: Path, name: str = ".lock") -> Iterator[None]:
+    """An exclusive lock on DIR/NAME: DIR/.lock guards read-modify-writes of results.csv;
+    DIR/locks/<training_id>.lock makes concurrent runs train a shared model once."""
+    path = Path(out_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -63,8 +63,8 @@ def summary_grids(summary) -> list[Grid]:
         footnotes = [
             f"Mean accuracy (%) ± 95% CI ({ci_method}: {CI_WORDS[ci_method]}) over the N test "
             "episodes of all seeds pooled. " + _counts_note(table),
-            "Bold: best in its column and significantly better than the runner-up (p < 0.05, "
-            "paired t-test on the same episodes; non-overlapping CIs where episodes differ).",
+            ("Bold: best in its column and significantly better than the runner-up (p < 0.05, "
+             "paired t-test on the same episodes; non-overlapping CIs where episodes differ)."),
         ]
         grids.append(Grid(group_title(dict(zip(GROUP_KEYS, key))),
                           ["method"] + [f"{shot}-shot" for shot in shots], rows, footnotes))
@@ -90,10 +90,10 @@ def comparison_grids(comparison) -> list[Grid]:
         title = f"{group_title(dict(zip(GROUP_KEYS, key)))}: paired comparison against {reference}"
         grids.append(Grid(title, header, rows, label_columns=2))
     grids[-1].footnotes = [
-        f"Paired on identical episodes: mean accuracy difference {reference} − method in "
-        f"percentage points ± 95% CI; positive means {reference} is better. p: paired t-test and "
-        f"Wilcoxon signed-rank test; Holm: adjusted over all {len(table)} comparisons of this "
-        "report. n: paired episodes.",
+        (f"Paired on identical episodes: mean accuracy difference {reference} − method in "
+         f"percentage points ± 95% CI; positive means {reference} is better. p: paired t-test and "
+         f"Wilcoxon signed-rank test; Holm: adjusted over all {len(table)} comparisons of this "
+         "report. n: paired episodes."),
         *(f"Not compared: {reason}" for reason in comparison.refused)]
     return grids
 

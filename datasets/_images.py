@@ -6,11 +6,12 @@ turns files into uint8 arrays or describes files cheaply enough to key that cach
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -88,6 +89,27 @@ def file_identity(paths: Sequence[Path]) -> list[list]:
         stat = Path(path).stat()
         identity.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     return identity
+
+
+def listed_identity(folder: Path, names: Sequence[str], dataset: str, layout: str) -> str:
+    """A digest of the size and mtime of each listed file (relative to ``folder``).
+
+    Stat-ing every file costs well under a second for tens of thousands of them, and catches a
+    partial copy: a missing file is a one-line error naming the first one.
+    """
+    digest = hashlib.sha256()
+    missing = []
+    for name in names:
+        try:
+            stat = (folder / name).stat()
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if missing:
+        raise missing_error(dataset, folder, layout, f"{len(missing)} of {len(names)} listed "
+                            f"images missing, e.g. {missing[0]}")
+    return digest.hexdigest()
 
 
 def read_lines(path: Path, dataset: str, layout: str) -> list[list[str]]:

@@ -117,7 +117,7 @@ def download(root: Path, parts: list[str]) -> None:
     for part in parts:
         try:
             TorchvisionOmniglot(str(root), background=part == "images_background", download=True)
-        except Exception as error:  # network errors come in many types; all mean the same here
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad md5 a RuntimeError
             raise BenchError(f"downloading omniglot {part} into {root}/omniglot-py failed: "
                              f"{error}; download {part}.zip by hand into that folder") from None
 

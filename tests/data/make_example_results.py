@@ -54,8 +54,8 @@ def training_log(rng, shot: int, skill: float) -> str:
 
 
 def row(method, shot, seed, query, episodes_hash, accuracies) -> dict:
-    key = dict(method=method, dataset="glyphs", split="test", backbone="conv4", way=WAY,
-               shot=shot, query=query, test_episodes=accuracies.size, seed=seed)
+    key = {"method": method, "dataset": "glyphs", "split": "test", "backbone": "conv4",
+           "way": WAY, "shot": shot, "query": query, "test_episodes": accuracies.size, "seed": seed}
     acc, ci95 = stats.mean_ci(accuracies * 100.0, "normal")
     values = {**key, "acc": acc, "ci95": ci95, "ci_method": "normal",
               "train_episodes": TRAIN_EPISODES, "train_way": WAY, "train_shot": shot,

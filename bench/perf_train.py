@@ -1,0 +1,101 @@
+"""Training throughput: the harness's loop against a plain reference loop, same run, same shapes.
+
+The harness side is the real ``bench.runner.train`` (learn2learn-sampled episodes over index
+datasets, images gathered from the split's uint8 tensor, ``train_step`` with its NaN check and
+learning-rate schedule, the per-episode log). The plain side is ``benchmarks/plain_loop.py``:
+plain torch only. Both train ProtoNet on Conv-4 with the same episode shape. They run in
+alternating blocks (ABBA…), each after an untimed warm-up block, and each loop's rate is the
+median over its blocks, so that load from other processes hits both alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from dataclasses import dataclass, replace
+from types import ModuleType
+
+import torch
+
+from bench.config import Cell, MethodSpec, TrainConfig
+from bench.data import ImageSet
+from bench.env import REPO
+from bench.episodes import EpisodeSampler
+from bench.errors import BenchError
+from bench.runner import TrainState, build_model, make_optimizer, train
+
+PLAIN_LOOP = REPO / "benchmarks" / "plain_loop.py"
+
+
+@dataclass(frozen=True)
+class TrainShape:
+    way: int = 5
+    shot: int = 1
+    query: int = 15
+    block: int = 10  # episodes per timed block
+    blocks: int = 6  # timed blocks per loop
+    seed: int = 0
+
+
+def load_plain_loop() -> ModuleType:
+    """benchmarks/plain_loop.py, imported by path: it is a script of the checkout, not a package."""
+    if not PLAIN_LOOP.is_file():
+        raise BenchError(f"{PLAIN_LOOP} is missing: `bench perf` needs a source checkout of "
+                         "fewshot-bench (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("fewshot_bench_plain_loop", PLAIN_LOOP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class HarnessLoop:
+    """``bench.runner.train`` on ProtoNet, advanced ``episodes`` at a time."""
+
+    def __init__(self, images: ImageSet, channels: int, shape: TrainShape, device: torch.device):
+        torch.manual_seed(shape.seed)
+        self.cell = Cell(MethodSpec("protonet"), images.name.split("/")[0], (), shape.way,
+                         shape.shot, shape.query, 1, shape.seed,
+                         TrainConfig(episodes=0, query=shape.query, val_every=0,
+                                     checkpoint_every=0))
+        self.images, self.device = images, device
+        self.model = build_model(self.cell, channels).to(device)
+        self.optimizer, self.scheduler = make_optimizer(self.model, self.cell)
+        self.sampler = EpisodeSampler(images, shape.way, shape.shot, shape.query, shape.seed)
+        self.state = TrainState()
+
+    def run(self, episodes: int) -> float:
+        target = replace(self.cell, train=replace(self.cell.train,
+                                                  episodes=self.state.episode + episodes))
+        start = time.perf_counter()
+        train(self.model, self.optimizer, self.scheduler, self.sampler, self.images, self.state,
+              target, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def train_rows(images: ImageSet, channels: int, shape: TrainShape, device: torch.device,
+               log=lambda message: None) -> list[dict]:
+    """Rows ``loop, method, episodes_per_s`` (+ shape and block details) for harness and plain."""
+    plain_module = load_plain_loop()
+    loops = {
+        "harness": HarnessLoop(images, channels, shape, device),
+        "plain": plain_module.PlainLoop(images.images, torch.from_numpy(images.labels),
+                                        shape.way, shape.shot, shape.query, shape.seed, device),
+    }
+    log(f"training throughput: harness vs plain loop, {shape.blocks} blocks of {shape.block} "
+        f"episodes each ({shape.way}-way {shape.shot}-shot {shape.query}-query)")
+    for loop in loops.values():
+        loop.run(shape.block)  # warm-up: allocator, thread pools, first-call kernels
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    for block in range(shape.blocks):
+        order = ["harness", "plain"] if block % 2 == 0 else ["plain", "harness"]
+        for name in order:
+            rates[name].append(shape.block / loops[name].run(shape.block))
+    size = "×".join(str(side) for side in images.images.shape[2:])
+    return [{"loop": name, "method": "protonet", "episodes_per_s": statistics.median(values),
+             "way": shape.way, "shot": shape.shot, "query": shape.query, "image_size": size,
+             "backbone": "conv4", "blocks": shape.blocks, "block_episodes": shape.block,
+             "min_episodes_per_s": min(values), "max_episodes_per_s": max(values)}
+            for name, values in rates.items()]

@@ -1,0 +1,104 @@
+"""bench.check and `bench check`: the regression rule, missing and new cells, --update."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bench import check
+from bench.cli_report import check_command
+from bench.errors import BenchError
+from bench.results import load
+
+EXAMPLE = Path(__file__).parent / "data" / "example_results"
+TRM_5SHOT = ("trm", "glyphs", "test", "conv4", 5, 5)
+
+
+@pytest.fixture
+def baseline():
+    return load(EXAMPLE)
+
+
+def weakened(frame, points: float, method="trm", shot=5):
+    """``frame`` with ``points`` taken off the accuracy of every seed of one cell."""
+    frame = frame.copy()
+    frame.loc[(frame["method"] == method) & (frame["shot"] == shot), "acc"] -= points
+    return frame
+
+
+def test_cell_accuracy_averages_seeds_and_combines_cis(baseline):
+    rows = baseline[(baseline["method"] == "trm") & (baseline["shot"] == 5)]
+    acc, ci95 = check.cell_accuracies(baseline)[TRM_5SHOT]
+    assert acc == pytest.approx(rows["acc"].mean())
+    assert ci95 == pytest.approx(math.sqrt((rows["ci95"] ** 2).sum()) / 2)
+
+
+def test_identical_results_pass(baseline):
+    verdicts = check.check(baseline, baseline)
+    assert len(verdicts) == 6
+    assert {v.status for v in verdicts} == {"ok"}
+    assert check.failed(verdicts) == []
+
+
+def test_rule_is_drop_beyond_combined_ci(baseline):
+    allowed = math.sqrt(2) * check.cell_accuracies(baseline)[TRM_5SHOT][1]
+    assert check.failed(check.check(baseline, weakened(baseline, allowed - 0.01))) == []
+    failures = check.failed(check.check(baseline, weakened(baseline, allowed + 0.01)))
+    assert [f.key for f in failures] == [TRM_5SHOT]
+    assert failures[0].drop == pytest.approx(allowed + 0.01)
+
+
+def test_regression_line_names_method_cell_and_drop(baseline):
+    (failure,) = check.failed(check.check(baseline, weakened(baseline, 4.0)))
+    line = failure.describe()
+    assert line.startswith("REGRESSION trm on glyphs 5-way 5-shot (test, conv4): baseline 69.73")
+    assert "new 65.73" in line and "drop +4.00 points (allowed 1.69)" in line
+
+
+def test_improvement_and_new_cells_pass(baseline):
+    fresh = weakened(baseline, -5.0)
+    extra = fresh[fresh["method"] == "cosine"].assign(method="cosine(scale=20)",
+                                                      cell_id=lambda f: f["cell_id"] + "x")
+    fresh = pd.concat([fresh, extra], ignore_index=True)
+    verdicts = check.check(baseline, fresh)
+    assert check.failed(verdicts) == []
+    assert sum(v.status == "new" for v in verdicts) == 2
+
+
+def test_missing_cells_fail_unless_allowed(baseline):
+    fresh = baseline[baseline["method"] != "protonet"]
+    failures = check.failed(check.check(baseline, fresh))
+    assert [f.status for f in failures] == ["missing", "missing"]
+    assert failures[0].describe().startswith("MISSING protonet on glyphs 5-way 1-shot")
+    assert check.failed(check.check(baseline, fresh, allow_missing=True)) == []
+
+
+def test_cli_passes_fails_and_updates(tmp_path, baseline):
+    runner = CliRunner()
+    result = runner.invoke(check_command, ["--baseline", str(EXAMPLE / "results.csv"),
+                                           "--results", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    weak = tmp_path / "weak.csv"
+    weakened(baseline, 4.0).drop(columns="source_dir").to_csv(weak, index=False)
+    result = runner.invoke(check_command, ["--baseline", str(EXAMPLE / "results.csv"),
+                                           "--results", str(weak)])
+    assert result.exit_code == 1
+    assert "REGRESSION trm on glyphs 5-way 5-shot" in result.output
+
+    new_baseline = tmp_path / "baselines" / "ci.csv"
+    result = runner.invoke(check_command, ["--baseline", str(new_baseline), "--results",
+                                           str(weak), "--update"])
+    assert result.exit_code == 0 and "12 rows" in result.output
+    assert len(load(new_baseline)) == 12
+    result = runner.invoke(check_command, ["--baseline", str(new_baseline), "--results",
+                                           str(weak)])
+    assert result.exit_code == 0, result.output
+
+
+def test_missing_baseline_says_how_to_create_it(tmp_path):
+    result = CliRunner().invoke(check_command, ["--baseline", str(tmp_path / "none.csv"),
+                                                "--results", str(EXAMPLE)])
+    assert isinstance(result.exception, BenchError)
+    assert "--update" in str(result.exception)

@@ -1,0 +1,160 @@
+"""bench.report, bench.tables, bench.plots and `bench report` on the checked-in example results."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats as scipy_stats
+
+from bench import plots, report, tables
+from bench.cli_report import report_command
+from bench.errors import BenchError
+from bench.results import load
+
+EXAMPLE = Path(__file__).parent / "data" / "example_results"
+MISMATCHED = EXAMPLE / "mismatched"
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return load(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def with_mismatched():
+    return load([EXAMPLE, MISMATCHED])
+
+
+def episodes_of(frame, method, shot):
+    """Per-episode accuracies (percent) of the cell's seeds, concatenated in episodes_hash order."""
+    rows = frame[(frame["method"] == method) & (frame["shot"] == shot)]
+    rows = rows.sort_values("episodes_hash")
+    return np.concatenate([np.load(EXAMPLE / "per_episode" / f"{cell}.npy")
+                           for cell in rows["cell_id"]]) * 100
+
+
+def test_summary_pools_seeds(frame):
+    summary = report.summarize(frame).set_index(["method", "shot"])
+    pooled = episodes_of(frame, "trm", 1)
+    cell = summary.loc[("trm", 1)]
+    assert cell["acc"] == pytest.approx(pooled.mean())
+    assert cell["acc"] == pytest.approx(frame[(frame.method == "trm") & (frame.shot == 1)].acc.mean())
+    assert cell["ci95"] == pytest.approx(1.96 * pooled.std(ddof=1) / np.sqrt(400))
+    assert (cell["n_episodes"], cell["n_seeds"]) == (400, 2)
+    assert len(summary) == 6
+
+
+def test_bold_only_where_the_lead_is_significant(frame):
+    summary = report.summarize(frame).set_index(["method", "shot"])
+    assert summary.loc[("trm", 1), "bold"]  # +3.5 points over protonet, paired p ~ 1e-12
+    assert summary.loc[("trm", 1), "lead_test"] == "paired t-test"
+    assert not summary["bold"].drop(index=[("trm", 1)]).any()  # 5-shot lead: p = 0.095
+
+
+def test_bold_falls_back_to_ci_overlap_on_different_episodes(with_mismatched):
+    frame = report.with_episodes(with_mismatched)
+    summary = report.summarize(frame).set_index(["method", "shot"])
+    assert not summary["bold"].xs(5, level="shot").any()  # variant best, CIs overlap trm's
+    is_variant = frame["method"] == "trm(attn_dim=128)"
+    boosted = frame.assign(episodes=[e + 0.1 if v else e
+                                     for e, v in zip(frame["episodes"], is_variant)])
+    summary = report.summarize(boosted).set_index(["method", "shot"])
+    assert summary.loc[("trm(attn_dim=128)", 5), "bold"]
+    assert summary.loc[("trm(attn_dim=128)", 5), "lead_test"] == "non-overlapping CIs"
+
+
+def test_paired_p_values_match_scipy_by_hand(frame):
+    table = report.compare(frame, "trm").table.set_index(["method", "shot"])
+    raw = []
+    for method, shot in table.index:
+        a, b = episodes_of(frame, "trm", shot), episodes_of(frame, method, shot)
+        row = table.loc[(method, shot)]
+        assert row["diff"] == pytest.approx((a - b).mean())
+        assert row["t_p"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
+        assert row["wilcoxon_p"] == pytest.approx(scipy_stats.wilcoxon(a, b).pvalue)
+        assert row["n"] == 400
+        raw.append(row["t_p"])
+    # Holm by hand: i-th smallest of m times (m - i), running maximum, in raw-p order.
+    order = np.argsort(raw)
+    expected = np.maximum.accumulate([min(1, (len(raw) - i) * raw[j]) for i, j in enumerate(order)])
+    assert table["t_p_holm"].to_numpy()[order] == pytest.approx(expected)
+    assert np.all(np.diff(table["t_p_holm"].to_numpy()[order]) >= 0)
+
+
+def test_pairs_on_different_episodes_are_refused(with_mismatched):
+    comparison = report.compare(with_mismatched, "trm")
+    assert len(comparison.table) == 4
+    assert len(comparison.refused) == 1
+    assert "trm and trm(attn_dim=128) in glyphs 5-way 5-shot were measured on different " \
+           "episodes" in comparison.refused[0]
+    with pytest.raises(BenchError, match="nothing to compare against trm: .*different episodes"):
+        report.compare(with_mismatched, "trm", against=["trm(attn_dim=128)"])
+    frame = report.with_episodes(with_mismatched)
+    key = {"dataset": "glyphs", "split": "test", "backbone": "conv4", "way": 5, "shot": 5,
+           "method": "trm"}
+    with pytest.raises(report.EpisodesMismatch, match="episodes_hash"):
+        report.paired_episodes(frame, key, "trm(attn_dim=128)")
+
+
+def test_unknown_reference_names_the_methods(frame):
+    with pytest.raises(BenchError, match="'matchingnet' is not in the results; methods: cosine, "):
+        report.compare(frame, "matchingnet")
+
+
+def test_markdown_table_values(frame):
+    text = tables.report_text(frame, "markdown")
+    assert "### glyphs, 5-way (test, conv4)" in text
+    assert "| method | 1-shot | 5-shot |" in text
+    assert "| trm | **53.01 ± 1.30** | 69.73 ± 1.19 |" in text
+    assert "| protonet | 49.51 ± 1.32 | 68.99 ± 1.20 |" in text
+    assert "N = 400 episodes from 2 seeds per cell." in text
+
+
+def test_latex_and_csv(with_mismatched):
+    latex = tables.report_text(with_mismatched, "latex", reference="trm")
+    assert r"\textbf{53.01 $\pm$ 1.30}" in latex
+    assert r"trm(attn\_dim=128)" in latex
+    summary_csv = tables.report_text(with_mismatched, "csv").splitlines()
+    assert summary_csv[0].startswith("dataset,split,backbone,way,method,shot,acc,ci95")
+    assert len(summary_csv) == 1 + 7
+    comparison_csv = tables.report_text(with_mismatched, "csv", reference="trm").splitlines()
+    assert "t_p_holm" in comparison_csv[0] and len(comparison_csv) == 1 + 4
+
+
+def test_cli_markdown_and_compare():
+    runner = CliRunner()
+    result = runner.invoke(report_command, [str(EXAMPLE), "--format", "markdown",
+                                            "--compare", "trm"])
+    assert result.exit_code == 0, result.output
+    assert "| trm | **53.01 ± 1.30** | 69.73 ± 1.19 |" in result.output
+    assert "paired comparison against trm" in result.output
+    assert "| 5 | protonet | +0.74 ± 0.87 | 0.095 |" in result.output
+    result = runner.invoke(report_command, [str(EXAMPLE), "--compare", "nobody"])
+    assert isinstance(result.exception, BenchError)
+
+
+def test_cli_rich_table_renders(with_mismatched):
+    result = CliRunner().invoke(report_command, [str(EXAMPLE), str(MISMATCHED), "--compare",
+                                                 "trm"])
+    assert result.exit_code == 0, result.output
+    assert "53.01 ± 1.30" in result.output and "Not compared" in result.output
+
+
+def test_plots_written_and_not_empty(frame, tmp_path):
+    paths = plots.write_plots(frame, tmp_path)
+    names = {path.name for path in paths}
+    for stem in ("acc_vs_shot_glyphs_5way", "bars_5way_1shot", "bars_5way_5shot",
+                 "curves_glyphs_5way_1shot", "curves_glyphs_5way_5shot"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    for path in paths:
+        assert path.stat().st_size > 5000
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
+
+
+def test_reporting_never_imports_torch():
+    code = ("import sys; import bench.report, bench.tables, bench.plots, bench.check, "
+            "bench.cli_report, bench.stats; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
