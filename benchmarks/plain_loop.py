@@ -54,15 +54,18 @@ class PlainLoop:
         rows = torch.stack(rows)
         return torch.cat([rows[:, : self.shot].reshape(-1), rows[:, self.shot:].reshape(-1)])
 
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """−‖query − prototype‖² [way·query, way]; ``batch`` holds the support, then the queries."""
+        features = self.model(batch).flatten(1)
+        n_support = self.way * self.shot
+        prototypes = features[:n_support].view(self.way, self.shot, -1).mean(1)
+        return -torch.cdist(features[n_support:], prototypes).pow(2)
+
     def step(self) -> torch.Tensor:
         """One training episode; returns the loss (a tensor, so nothing waits on the device)."""
         self.model.train()
         batch = self.images[self.sample()].to(self.device).float().div_(255.0)
-        features = self.model(batch).flatten(1)
-        n_support = self.way * self.shot
-        prototypes = features[:n_support].view(self.way, self.shot, -1).mean(1)
-        logits = -torch.cdist(features[n_support:], prototypes).pow(2)
-        loss = F.cross_entropy(logits, self.targets)
+        loss = F.cross_entropy(self.logits(batch), self.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

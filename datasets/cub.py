@@ -73,8 +73,9 @@ class CUB(DatasetAdapter):
                 raise BenchError(f"cub size={self.size}; use a side between 8 and 512")
 
     def load_split(self, split: str) -> ImageSet:
-        folder = self._folder()
         config = self.config
+        config.validate()  # also when the config was built directly, not through build_config
+        folder = self._folder()
         files = [folder / name for name in METADATA]
         if config.crop == "bbox":
             files.append(folder / "bounding_boxes.txt")

@@ -67,6 +67,7 @@ class MiniImageNet(DatasetAdapter):
                 raise BenchError(f"mini-imagenet size={self.size}; use a side between 8 and 512")
 
     def load_split(self, split: str) -> ImageSet:
+        self.config.validate()  # also when the config was built directly, not by build_config
         folder, source = self._locate(split)
         key = {"dataset": "mini-imagenet", "format": CACHE_FORMAT, "split": split,
                "source": source, "size": self.config.size}

@@ -80,8 +80,9 @@ class Omniglot(DatasetAdapter):
                         name=f"omniglot/{rule}/{split}")
 
     def _load_arrays(self) -> dict[str, np.ndarray]:
-        sources = self._sources()
         config = self.config
+        config.validate()  # also when the config was built directly, not through build_config
+        sources = self._sources()
         key = {"dataset": "omniglot", "format": CACHE_FORMAT, "split": config.split,
                "size": config.size, "rotations": config.rotations,
                "sources": {part: source_identity(path) for part, path in sources.items()}}

@@ -1,5 +1,6 @@
 """The cub adapter on CUB_200_2011 fixture trees in the real layout (metadata files + images/)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -85,10 +86,14 @@ def test_accepted_folder_layouts(tmp_path, layout):
     assert adapter(tmp_path / "data", tmp_path / "cache").load("val").n_classes == 2
 
 
+def red_share(images: torch.Tensor) -> float:
+    images = images.float()
+    return (images[:, 0] - images[:, 1] > 100).float().mean().item()
+
+
 def test_bbox_crop_keeps_the_bird(cub_root, tmp_path):
-    whole = adapter(cub_root, tmp_path).load("train").images.float()
-    cropped = adapter(cub_root, tmp_path, crop="bbox").load("train").images.float()
-    red_share = lambda images: (images[:, 0] - images[:, 1] > 100).float().mean().item()  # noqa: E731
+    whole = adapter(cub_root, tmp_path).load("train").images
+    cropped = adapter(cub_root, tmp_path, crop="bbox").load("train").images
     assert red_share(cropped) > 0.9
     assert red_share(whole) < 0.2
 
@@ -161,3 +166,24 @@ def test_meta_dataset_split_is_learn2learns(tmp_path):
     with pytest.raises(BenchError, match="170 classes of the meta-dataset split missing"):
         write_cub(tmp_path / "small" / "CUB_200_2011", classes[:30])
         adapter(tmp_path / "small", tmp_path / "cache", split="meta-dataset").load("train")
+
+
+REAL_SPLITS = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cub"
+               / "splits_closerlook")
+
+
+@pytest.mark.realdata
+def test_closer_look_rule_matches_chens_published_lists():
+    """Chen et al.'s own base/val/novel file lists (paths only; no images needed)."""
+    if not REAL_SPLITS.is_dir():
+        pytest.skip(f"Chen et al.'s CUB lists are not at {REAL_SPLITS} (../shared/data/cub)")
+    published = {split: json.loads((REAL_SPLITS / f"{name}.json").read_text())
+                 for split, name in (("train", "base"), ("val", "val"), ("test", "novel"))}
+    photos = [cub.Photo(path.split("/images/", 1)[1], path.split("/")[-2], None)
+              for lists in published.values() for path in lists["image_names"]]
+    ours = cub.split_photos(photos, "closer-look", REAL_SPLITS)
+    for split, lists in published.items():
+        expected = {lists["label_names"][label] for label in lists["image_labels"]}
+        assert {photo.class_name for photo in ours[split]} == expected
+        assert len(ours[split]) == len(lists["image_names"])
+    assert [len(ours[split]) for split in ("train", "val", "test")] == [5885, 2950, 2953]

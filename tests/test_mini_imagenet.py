@@ -197,3 +197,21 @@ def test_train_augmentation_is_seeded_by_torch_and_keeps_shape():
     assert torch.equal(first, second)
     assert first.shape == batch.shape and 0 <= first.min() and first.max() <= 1
     assert not torch.allclose(first, batch)
+
+
+REAL_CSVS = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "miniimagenet"
+             / "splits_ravi")
+
+
+@pytest.mark.realdata
+def test_ravi_csvs_read_as_64_16_20_classes_of_600():
+    if not REAL_CSVS.is_dir():
+        pytest.skip(f"Ravi & Larochelle's CSVs are not at {REAL_CSVS} (../shared/data)")
+    classes = {}
+    for split, expected in (("train", 64), ("val", 16), ("test", 20)):
+        rows = mini_imagenet.read_csv(REAL_CSVS / mini_imagenet.CSVS[split])
+        labels = [label for _, label in rows]
+        classes[split] = set(labels)
+        assert len(classes[split]) == expected and len(rows) == 600 * expected
+        assert all(name.startswith(label) for name, label in rows)
+    assert not classes["train"] & classes["test"] and not classes["val"] & classes["test"]

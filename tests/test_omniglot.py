@@ -69,6 +69,12 @@ def folder_root(zipped_root, tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def vinyals(zipped_root, tmp_path_factory) -> Omniglot:
+    """The default split of the zipped fixture, decoded once for the tests that only read it."""
+    return adapter(zipped_root, tmp_path_factory.mktemp("omniglot-cache"))
+
+
 def adapter(root, cache_dir, **options) -> Omniglot:
     config = build_config(Omniglot.Config, options, "dataset omniglot")
     return Omniglot(config, root=root, cache_dir=cache_dir)
@@ -83,8 +89,8 @@ def test_registered_with_its_metadata():
     assert (Omniglot.channels, Omniglot.image_size, Omniglot.needs_root) == (1, 28, True)
 
 
-def test_vinyals_split_sizes_from_zips(zipped_root, tmp_path):
-    dataset = adapter(zipped_root, tmp_path)
+def test_vinyals_split_sizes_from_zips(vinyals):
+    dataset = vinyals
     for split, characters in omniglot.VINYALS_SIZES.items():
         images = dataset.load(split)
         assert images.n_classes == characters * 4
@@ -98,16 +104,15 @@ def test_vinyals_split_sizes_from_zips(zipped_root, tmp_path):
     assert not train & test and not train & val and not val & test
 
 
-def test_vinyals_order_is_background_then_evaluation_sorted(zipped_root, tmp_path):
-    dataset = adapter(zipped_root, tmp_path)
-    train, test = dataset.load("train").class_names, dataset.load("test").class_names
+def test_vinyals_order_is_background_then_evaluation_sorted(vinyals):
+    train, test = vinyals.load("train").class_names, vinyals.load("test").class_names
     assert train[:4] == [f"Back_00/character01/rot{degrees:03d}" for degrees in (0, 90, 180, 270)]
     assert train[4 * 33] == "Back_01/character01/rot000"  # Back_00 has 33 characters
     assert test[-1] == "Eval_19/character32/rot270"  # the last evaluation character
 
 
-def test_rotations_are_separate_classes_of_rotated_drawings(zipped_root, tmp_path):
-    images = adapter(zipped_root, tmp_path).load("test")
+def test_rotations_are_separate_classes_of_rotated_drawings(vinyals):
+    images = vinyals.load("test")
     pixels = images.images.numpy()
     for character in (0, 100, 422):
         upright = pixels[images.labels == character * 4]
@@ -117,8 +122,8 @@ def test_rotations_are_separate_classes_of_rotated_drawings(zipped_root, tmp_pat
             assert not np.array_equal(rotated, upright)
 
 
-def test_strokes_are_bright_on_black(zipped_root, tmp_path):
-    pixels = adapter(zipped_root, tmp_path).load("val").images.numpy()
+def test_strokes_are_bright_on_black(vinyals):
+    pixels = vinyals.load("val").images.numpy()
     assert pixels.max() == 255 and np.median(pixels) == 0
 
 

@@ -1,0 +1,94 @@
+"""`bench perf`: measure evaluation, training and TRM-head throughput; print and write CSVs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+@click.command("perf")
+@click.option("--quick", is_flag=True,
+              help="Fewer episodes and repeats (same files, same columns): ≤ 5 min on 2 cores.")
+@click.option("--out", "out_dir", default="results/perf", show_default=True, type=click.Path(),
+              help="Folder for eval.csv, train.csv, trm_head.csv and checks.csv.")
+@click.option("--dataset", default=None,
+              help="Dataset to evaluate and train on [default: omniglot when a data root is set "
+                   "and holds it, else glyphs].")
+@click.option("--data-root", default=None, help="Dataset root [env FEWSHOT_BENCH_DATA].")
+@click.option("--cache-dir", default=None,
+              help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
+@click.option("--methods", default="protonet,cosine,trm", show_default=True,
+              help="Methods whose evaluation is timed; NAME(key=value,...) sets parameters.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
+def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str | None,
+                 cache_dir: str | None, methods: str, device: str, threads: int | None) -> None:
+    """Time cached vs per-episode evaluation, the training loop vs a plain one, and the TRM head."""
+    import torch
+    from rich.console import Console
+
+    from bench.cli_run import out_dir_writable
+    from bench.config import parse_methods
+    from bench.errors import BenchError
+    from bench.perf import FULL, QUICK, checks, load_data, machine_stamp, run_perf, write_results
+
+    specs = parse_methods(methods)
+    out = out_dir_writable(out_dir)
+    if threads is not None:
+        if threads < 1:
+            raise BenchError(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device} but torch sees no CUDA device; use --device cpu")
+    console = Console()
+
+    def log(message: str) -> None:
+        console.log(message)
+
+    settings = QUICK if quick else FULL
+    data = load_data(dataset, data_root, cache_dir, log)
+    frames = run_perf(data, settings, specs, torch.device(device), torch.get_num_threads(), log)
+    frames["checks"] = checks(frames, settings.head.max_attn_mib)
+    stamp = machine_stamp(device, shlex.join(["bench", *sys.argv[1:]]))
+    paths = write_results(frames, out, stamp)
+    print_tables(console, frames, stamp)
+    console.print(f"Wrote {', '.join(str(path) for path in paths)}")
+
+
+def print_tables(console, frames: dict, stamp: dict) -> None:
+    """The measurements as rich tables, with speed-ups and the acceptance checks."""
+    from rich.table import Table
+
+    console.print(f"[bold]{stamp['cpu']}[/bold], {stamp['cores']} cores, {stamp['threads']} "
+                  f"threads, torch {stamp['torch']}, {stamp['device']}, commit {stamp['commit']}"
+                  f"{' (dirty)' if stamp['dirty'] else ''}")
+    console.print(frame_table(Table(title="Evaluation (cached includes the one-time embedding)"),
+                              frames["eval"], ["method", "shot", "mode", "episodes",
+                                               "episodes_per_s", "seconds", "acc",
+                                               "acc_matches"]))
+    console.print(frame_table(Table(title="Training loop"), frames["train"],
+                              ["loop", "method", "way", "shot", "query", "episodes_per_s",
+                               "min_episodes_per_s", "max_episodes_per_s"]))
+    console.print(frame_table(Table(title="TRM head (eval, no grad)"), frames["trm_head"],
+                              ["way", "shot", "query", "hw", "ms", "peak_mib", "bound_mib",
+                               "query_chunk", "repeats", "status"]))
+    console.print(frame_table(Table(title="Checks"), frames["checks"],
+                              ["check", "value", "required", "passed"]))
+
+
+def frame_table(table, frame, columns: list[str]):
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("method", "check") else "right")
+    for row in frame[columns].itertuples(index=False):
+        table.add_row(*(format_value(value) for value in row))
+    return table
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

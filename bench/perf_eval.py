@@ -1,0 +1,108 @@
+"""Evaluation throughput: cached embeddings against re-embedding every episode, same episodes.
+
+For each method and shot the fixed test episodes of each count are drawn first (not timed). The
+cached rate times the whole ``evaluate(mode="cached")`` call, so it includes the one-time
+embedding of every test image the episodes use. The per-episode rate re-embeds each episode's
+images; it does not depend on the count, so it is measured on the first few episodes of the
+shortest list, and those episodes' accuracies are compared, one by one, with the cached ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from bench.config import Cell, MethodSpec, TrainConfig
+from bench.data import ImageSet
+from bench.episodes import EpisodeList, EpisodeSampler, fixed_episodes
+from bench.runner import TrainState, build_model, evaluate, make_optimizer, train
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    way: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    query: int = 15
+    counts: tuple[int, ...] = (600, 10_000)  # cached evaluations, one row each
+    per_episode: int = 200  # episodes re-embedded one by one (the first of the shortest list)
+    train_episodes: int = 100  # 5-way 1-shot training of each model before it is timed (0: none)
+    seed: int = 0
+
+
+def trained_model(spec: MethodSpec, train_set: ImageSet, channels: int, plan: EvalPlan,
+                  device: torch.device) -> torch.nn.Module:
+    """The method's model after ``plan.train_episodes`` episodes of training (its accuracy only
+    has to be the same in both modes, so a short run is enough)."""
+    torch.manual_seed(plan.seed)
+    cell = Cell(spec, train_set.name.split("/")[0], (), plan.way, 1, plan.query, 1, plan.seed,
+                TrainConfig(episodes=plan.train_episodes, query=plan.query, val_every=0,
+                            checkpoint_every=0))
+    model = build_model(cell, channels).to(device)
+    if plan.train_episodes:
+        optimizer, scheduler = make_optimizer(model, cell)
+        sampler = EpisodeSampler(train_set, plan.way, 1, plan.query, plan.seed)
+        train(model, optimizer, scheduler, sampler, train_set, TrainState(), cell, device)
+    return model.eval()
+
+
+def first(episodes: EpisodeList, count: int) -> EpisodeList:
+    return replace(episodes, support=episodes.support[:count], query=episodes.query[:count],
+                   hash=f"{episodes.hash}[:{count}]")
+
+
+def same_prefix(a: EpisodeList, b: EpisodeList, count: int) -> bool:
+    return (torch.equal(a.support[:count], b.support[:count])
+            and torch.equal(a.query[:count], b.query[:count]))
+
+
+def timed_evaluate(model, test_set: ImageSet, episodes: EpisodeList, device: torch.device,
+                   mode: str) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    accuracies = evaluate(model, test_set, episodes, device, mode=mode)
+    return accuracies, time.perf_counter() - start
+
+
+def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, plan: EvalPlan,
+                device: torch.device, log=lambda message: None) -> list[dict]:
+    """One per-episode row and one cached row per count, for one method and shot."""
+    lists = {count: fixed_episodes(test_set, plan.way, shot, plan.query, count, plan.seed)
+             for count in plan.counts}
+    shortest = lists[min(plan.counts)]
+    compared = min(plan.per_episode, len(shortest))
+    log(f"{label} {plan.way}-way {shot}-shot: per-episode, {compared} episodes")
+    reference, seconds = timed_evaluate(model, test_set, first(shortest, compared), device,
+                                        "per-episode")
+    base = {"method": label, "dataset": dataset, "way": plan.way, "shot": shot,
+            "query": plan.query, "trained_episodes": plan.train_episodes,
+            "compared_episodes": compared}
+    rows = [{**base, "mode": "per-episode", "episodes": compared,
+             "episodes_per_s": compared / seconds, "acc": float(reference.mean()),
+             "seconds": seconds, "episodes_hash": f"{shortest.hash}[:{compared}]"}]
+    for count in plan.counts:
+        log(f"{label} {plan.way}-way {shot}-shot: cached, {count} episodes")
+        accuracies, seconds = timed_evaluate(model, test_set, lists[count], device, "cached")
+        matches = same_prefix(lists[count], shortest, compared) and bool(
+            np.array_equal(accuracies[:compared], reference))
+        rows.append({**base, "mode": "cached", "episodes": count,
+                     "episodes_per_s": count / seconds, "acc": float(accuracies.mean()),
+                     "seconds": seconds, "episodes_hash": lists[count].hash,
+                     "acc_matches": matches})
+    rows[0]["acc_matches"] = all(row["acc_matches"] for row in rows[1:])
+    return rows
+
+
+def eval_rows(specs: list[MethodSpec], train_set: ImageSet, test_set: ImageSet, channels: int,
+              dataset: str, plan: EvalPlan, device: torch.device,
+              log=lambda message: None) -> list[dict]:
+    """Rows ``method, dataset, mode, episodes, episodes_per_s, acc`` (+ details) for every
+    method and shot of the plan."""
+    rows = []
+    for spec in specs:
+        log(f"{spec.label}: training {plan.train_episodes} episodes before timing")
+        model = trained_model(spec, train_set, channels, plan, device)
+        for shot in plan.shots:
+            rows += method_rows(spec.label, model, test_set, dataset, shot, plan, device, log)
+    return rows

@@ -1,0 +1,125 @@
+"""`bench perf` on tiny settings: exact columns, machine stamp, equal accuracies, head rows."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench import cli_perf, perf
+from bench.config import Cell, MethodSpec
+from bench.perf_eval import EvalPlan, eval_rows
+from bench.perf_head import HeadCase, head_cases, head_rows
+from bench.perf_train import TrainShape, load_plain_loop, train_rows
+from bench.runner import build_model
+
+CPU = torch.device("cpu")
+STAMP = ["host", "cpu", "cores", "threads", "torch", "device", "commit", "dirty", "command",
+         "timestamp", "schema_version"]
+TINY = perf.PerfSettings(
+    eval=EvalPlan(shots=(1,), query=3, counts=(6, 15), per_episode=4, train_episodes=2),
+    train=TrainShape(query=3, block=2, blocks=2),
+    head=perf.HeadGrid(ways=(2,), shots=(1,), queries=(2,), hws=(4,), max_repeats=2,
+                       max_attn_mib=64),
+)
+SPECS = [MethodSpec("protonet"), MethodSpec("cosine"), MethodSpec("trm")]
+
+
+@pytest.fixture
+def data(synthetic):
+    return perf.PerfData("synthetic", synthetic, synthetic, channels=1)
+
+
+def test_eval_rows_have_both_modes_and_equal_accuracies(data):
+    rows = pd.DataFrame(eval_rows(SPECS, data.train, data.test, 1, "synthetic", TINY.eval, CPU))
+    assert list(rows.columns[:6]) == perf.COLUMNS["eval"]
+    assert rows.groupby("method")["mode"].apply(list).to_dict() == {
+        spec.name: ["per-episode", "cached", "cached"] for spec in SPECS}
+    assert rows[rows["mode"] == "cached"]["episodes"].tolist() == [6, 15] * 3
+    assert (rows[rows["mode"] == "per-episode"]["episodes"] == 4).all()
+    assert rows["acc_matches"].all() and (rows["episodes_per_s"] > 0).all()
+
+
+def test_train_rows_time_harness_and_plain_loop(synthetic):
+    rows = train_rows(synthetic, 1, TINY.train, CPU)
+    assert [row["loop"] for row in rows] == ["harness", "plain"]
+    assert all(row["method"] == "protonet" and row["episodes_per_s"] > 0 for row in rows)
+
+
+def test_plain_loop_has_the_harness_backbone_and_loss(synthetic):
+    """Same Conv-4 layer by layer; with the same weights, the same ProtoNet logits."""
+    plain = load_plain_loop().PlainLoop(synthetic.images, torch.from_numpy(synthetic.labels),
+                                        way=5, shot=2, query=3)
+    harness = build_model(Cell(MethodSpec("protonet"), "synthetic", (), 5, 2, 3, 1, 0), 1)
+    plain_state = plain.model.state_dict()
+    harness_state = harness.backbone.state_dict()
+    assert [v.shape for v in plain_state.values()] == [v.shape for v in harness_state.values()]
+    harness.backbone.load_state_dict(dict(zip(harness_state, plain_state.values())))
+    plain.model.eval()
+    harness.eval()
+    batch = synthetic.images[plain.sample()].float() / 255
+    labels = torch.arange(5).repeat_interleave(2)
+    with torch.no_grad():
+        expected = harness(batch[:10], labels, batch[10:], 5)
+        torch.testing.assert_close(plain.logits(batch), expected)
+
+
+def test_head_rows_measure_time_and_memory_in_a_child_process():
+    cases = head_cases((2,), (1,), (2,), (4, 9), 2, 1e12, 64, 1, "cpu")
+    rows = pd.DataFrame(head_rows(cases))
+    assert list(rows.columns[:6]) == perf.COLUMNS["trm_head"]
+    assert rows["status"].tolist() == ["ok", "ok"]
+    assert (rows["ms"] > 0).all() and (rows["peak_mib"] >= 0).all()
+    assert rows["within_bound"].all() and (rows["repeats"] == 2).all()
+
+
+def test_head_cases_repeat_within_the_flop_budget():
+    cases = head_cases((5, 20), (1, 5), (15,), (49, 441), 5, 3e11, 2048, 2, "cpu")
+    assert len(cases) == 8
+    largest = max(cases, key=lambda case: case.way * case.shot * case.hw)
+    assert (largest.way, largest.shot, largest.hw, largest.repeats) == (20, 5, 441, 1)
+    assert max(case.repeats for case in cases) == 5
+
+
+def test_failed_child_is_reported_not_raised():
+    row = perf.perf_head.measure(HeadCase(2, 1, 1, 4, 1, 64, 1, device="nonsense"))
+    assert row["status"].startswith("failed") and pd.isna(row["ms"])
+
+
+def test_full_settings_are_the_issues_grid():
+    assert perf.FULL.eval.counts == (600, 10_000) and perf.FULL.eval.shots == (1, 5)
+    grid = perf.FULL.head
+    assert (grid.ways, grid.shots, grid.queries, grid.hws) == ((5, 20), (1, 5), (15,), (49, 441))
+    assert grid.max_attn_mib == 2048
+
+
+def test_written_csvs_are_stamped_and_checks_computed(data, tmp_path):
+    frames = perf.run_perf(data, TINY, SPECS[:1], CPU, threads=1)
+    frames["checks"] = perf.checks(frames, TINY.head.max_attn_mib)
+    stamp = perf.machine_stamp("cpu", "bench perf --test")
+    paths = perf.write_results(frames, tmp_path, stamp)
+    assert sorted(path.name for path in paths) == ["checks.csv", "eval.csv", "train.csv",
+                                                   "trm_head.csv"]
+    for name, first in perf.COLUMNS.items():
+        written = pd.read_csv(tmp_path / f"{name}.csv")
+        assert list(written.columns[: len(first)]) == first
+        assert list(written.columns[-len(STAMP):]) == STAMP
+        assert (written["command"] == "bench perf --test").all()
+    checks = pd.read_csv(tmp_path / "checks.csv")
+    assert any(checks["check"].str.startswith("harness / plain"))
+    assert checks.loc[checks["check"].str.startswith("accuracies"), "passed"].item()
+
+
+def test_perf_command_prints_tables_and_writes_files(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(perf, "QUICK", dataclasses.replace(TINY))
+    monkeypatch.setattr(perf, "load_data", lambda *args: data)
+    out = tmp_path / "perf"
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # keep this process's
+    result = CliRunner().invoke(cli_perf.perf_command,
+                                ["--quick", "--out", str(out), "--methods", "protonet",
+                                 "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Checks" in result.output and "harness" in result.output
+    assert {path.name for path in out.iterdir()} == {"eval.csv", "train.csv", "trm_head.csv",
+                                                     "checks.csv"}
