@@ -77,10 +77,18 @@ class StopFlag:
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
-def run_command(**options) -> None:
+@click.option("--preset", default=None,
+              help="Named protocol (omniglot-snell, omniglot-cpu, ci-glyphs); options given "
+                   "on the command line override it.")
+@click.pass_context
+def run_command(ctx: click.Context, **options) -> None:
     """Train and evaluate each cell; print a table and append rows to OUT/results.csv."""
+    from bench.presets import apply_preset
     from bench.run_plan import execute, plan_cells
 
+    explicit = {name for name in options
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    options = apply_preset(options.pop("preset"), options, explicit)
     cells, run_options = plan_cells(options)
     stop = StopFlag()
     stop.install()

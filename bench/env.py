@@ -14,7 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the fewshot-bench checkout, ("unknown", False) outside git."""
+    """(commit, dirty) of the fewshot-bench checkout, ("unknown", False) outside git.
+
+    FEWSHOT_BENCH_COMMIT overrides it for installed copies (e.g. a wheel run on another machine).
+    """
+    if os.environ.get("FEWSHOT_BENCH_COMMIT"):
+        value = os.environ["FEWSHOT_BENCH_COMMIT"]
+        return value.removesuffix("-dirty"), value.endswith("-dirty")
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()

@@ -75,21 +75,21 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
     log(f"{label} {plan.way}-way {shot}-shot: per-episode, {compared} episodes")
     reference, seconds = timed_evaluate(model, test_set, first(shortest, compared), device,
                                         "per-episode")
-    base = {"method": label, "dataset": dataset, "way": plan.way, "shot": shot,
-            "query": plan.query, "trained_episodes": plan.train_episodes,
-            "compared_episodes": compared}
-    rows = [{**base, "mode": "per-episode", "episodes": compared,
-             "episodes_per_s": compared / seconds, "acc": float(reference.mean()),
-             "seconds": seconds, "episodes_hash": f"{shortest.hash}[:{compared}]"}]
+    details = {"way": plan.way, "shot": shot, "query": plan.query,
+               "trained_episodes": plan.train_episodes, "compared_episodes": compared}
+
+    def row(mode: str, accuracies: np.ndarray, seconds: float, episodes_hash: str) -> dict:
+        return {"method": label, "dataset": dataset, "mode": mode, "episodes": len(accuracies),
+                "episodes_per_s": len(accuracies) / seconds, "acc": float(accuracies.mean()),
+                **details, "seconds": seconds, "episodes_hash": episodes_hash}
+
+    rows = [row("per-episode", reference, seconds, f"{shortest.hash}[:{compared}]")]
     for count in plan.counts:
         log(f"{label} {plan.way}-way {shot}-shot: cached, {count} episodes")
         accuracies, seconds = timed_evaluate(model, test_set, lists[count], device, "cached")
-        matches = same_prefix(lists[count], shortest, compared) and bool(
+        rows.append(row("cached", accuracies, seconds, lists[count].hash))
+        rows[-1]["acc_matches"] = same_prefix(lists[count], shortest, compared) and bool(
             np.array_equal(accuracies[:compared], reference))
-        rows.append({**base, "mode": "cached", "episodes": count,
-                     "episodes_per_s": count / seconds, "acc": float(accuracies.mean()),
-                     "seconds": seconds, "episodes_hash": lists[count].hash,
-                     "acc_matches": matches})
     rows[0]["acc_matches"] = all(row["acc_matches"] for row in rows[1:])
     return rows
 

@@ -27,7 +27,7 @@ class Grid:
 
 
 def group_title(key: dict) -> str:
-    extra = ", ".join(str(key[k]) for k in ("split", "backbone") if key.get(k))
+    extra = ", ".join(str(key[k]) for k in ("split",) if key.get(k))
     return f"{key['dataset']}, {key['way']}-way" + (f" ({extra})" if extra else "")
 
 
@@ -46,14 +46,14 @@ def _counts_note(table) -> str:
 
 
 def summary_grids(summary) -> list[Grid]:
-    """One Grid per (dataset, split, backbone, way): methods as rows, shots as columns."""
+    """One Grid per (dataset, split, way): methods (backbone) as rows, shots as columns."""
     grids = []
     for key, table in summary.groupby(GROUP_KEYS, sort=True):
         shots = sorted(table["shot"].unique())
         rows = []
-        for method, method_rows in table.groupby("method", sort=True):
+        for (method, backbone), method_rows in table.groupby(["method", "backbone"], sort=True):
             by_shot = {row.shot: row for row in method_rows.itertuples()}
-            cells = [(method, False)]
+            cells = [(f"{method} ({backbone})" if backbone else method, False)]
             for shot in shots:
                 row = by_shot.get(shot)
                 cells.append((f"{row.acc:.2f} ± {row.ci95:.2f}", bool(row.bold)) if row else
@@ -76,7 +76,7 @@ def format_p(p: float) -> str:
 
 
 def comparison_grids(comparison) -> list[Grid]:
-    """The paired differences against the reference, one Grid per (dataset, split, backbone, way);
+    """The paired differences against the reference, one Grid per (dataset, split, way);
     refused pairs become footnotes of the last one."""
     reference, table = comparison.reference, comparison.table
     header = ["shot", "method", f"{reference} − method (points)", "p t-test", "p Wilcoxon",

@@ -6,6 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${REGRESSION_OUT:-$(mktemp -d)}
-.venv/bin/bench run --methods trm,protonet,cosine --shots 1,5 --train-episodes 200 \
-  --test-episodes 300 --val-every 100 --seed 0 --threads 2 --out "$out"
+.venv/bin/bench run --preset ci-glyphs --out "$out"
 .venv/bin/bench check --baseline results/baselines/ci-glyphs.csv --results "$out" "$@"

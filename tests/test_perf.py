@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bench import cli_perf, perf
 from bench.config import Cell, MethodSpec
 from bench.perf_eval import EvalPlan, eval_rows
-from bench.perf_head import HeadCase, head_cases, head_rows
+from bench.perf_head import HeadCase, head_cases, head_rows, measure
 from bench.perf_train import TrainShape, load_plain_loop, train_rows
 from bench.runner import build_model
 
@@ -24,6 +24,15 @@ TINY = perf.PerfSettings(
                        max_attn_mib=64),
 )
 SPECS = [MethodSpec("protonet"), MethodSpec("cosine"), MethodSpec("trm")]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Correctness, not speed, is tested: one thread avoids OpenMP stalls on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -83,7 +92,7 @@ def test_head_cases_repeat_within_the_flop_budget():
 
 
 def test_failed_child_is_reported_not_raised():
-    row = perf.perf_head.measure(HeadCase(2, 1, 1, 4, 1, 64, 1, device="nonsense"))
+    row = measure(HeadCase(2, 1, 1, 4, 1, 64, 1, device="nonsense"))
     assert row["status"].startswith("failed") and pd.isna(row["ms"])
 
 

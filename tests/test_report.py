@@ -106,10 +106,10 @@ def test_unknown_reference_names_the_methods(frame):
 
 def test_markdown_table_values(frame):
     text = tables.report_text(frame, "markdown")
-    assert "### glyphs, 5-way (test, conv4)" in text
+    assert "### glyphs, 5-way (test)" in text
     assert "| method | 1-shot | 5-shot |" in text
-    assert "| trm | **53.01 ± 1.30** | 69.73 ± 1.19 |" in text
-    assert "| protonet | 49.51 ± 1.32 | 68.99 ± 1.20 |" in text
+    assert "| trm (conv4) | **53.01 ± 1.30** | 69.73 ± 1.19 |" in text
+    assert "| protonet (conv4) | 49.51 ± 1.32 | 68.99 ± 1.20 |" in text
     assert "N = 400 episodes from 2 seeds per cell." in text
 
 
@@ -118,7 +118,7 @@ def test_latex_and_csv(with_mismatched):
     assert r"\textbf{53.01 $\pm$ 1.30}" in latex
     assert r"trm(attn\_dim=128)" in latex
     summary_csv = tables.report_text(with_mismatched, "csv").splitlines()
-    assert summary_csv[0].startswith("dataset,split,backbone,way,method,shot,acc,ci95")
+    assert summary_csv[0].startswith("dataset,split,way,method,backbone,shot,acc,ci95")
     assert len(summary_csv) == 1 + 7
     comparison_csv = tables.report_text(with_mismatched, "csv", reference="trm").splitlines()
     assert "t_p_holm" in comparison_csv[0] and len(comparison_csv) == 1 + 4
@@ -129,7 +129,7 @@ def test_cli_markdown_and_compare():
     result = runner.invoke(report_command, [str(EXAMPLE), "--format", "markdown",
                                             "--compare", "trm"])
     assert result.exit_code == 0, result.output
-    assert "| trm | **53.01 ± 1.30** | 69.73 ± 1.19 |" in result.output
+    assert "| trm (conv4) | **53.01 ± 1.30** | 69.73 ± 1.19 |" in result.output
     assert "paired comparison against trm" in result.output
     assert "| 5 | protonet | +0.74 ± 0.87 | 0.095 |" in result.output
     result = runner.invoke(report_command, [str(EXAMPLE), "--compare", "nobody"])

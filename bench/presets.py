@@ -1,0 +1,49 @@
+"""Named protocols for `bench run --preset NAME`: option defaults that a command line overrides.
+
+Each preset is the documented way to reproduce a reference table; one cell is reproduced by
+adding e.g. `--methods protonet --ways 5 --shots 1` to the preset's command.
+"""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+
+_OMNIGLOT = {
+    "dataset": "omniglot", "methods": "protonet,cosine,trm", "ways": "5,20", "shots": "1,5",
+    "query": "15", "test_episodes": "1000", "lr_step": 2000, "lr_gamma": 0.5,
+}
+
+PRESETS: dict[str, dict] = {
+    "omniglot-snell": {
+        "about": "Snell et al. 2017 Omniglot protocol: vinyals split with rotations, 28×28, "
+                 "Conv-4 (ProtoNet), 60-way 5-query training, Adam 1e-3 halved every 2000 "
+                 "episodes, 1000 test episodes of 15 queries at 5- and 20-way (GPU-sized)",
+        "options": {**_OMNIGLOT, "train_way": "60", "train_query": "5",
+                    "train_episodes": "20000", "val_every": 1000, "val_episodes": 200},
+    },
+    "omniglot-cpu": {
+        "about": "the Omniglot protocol sized for about an hour on 2 CPU cores: as "
+                 "omniglot-snell but 20-way 5-query training for 3000 episodes",
+        "options": {**_OMNIGLOT, "train_way": "20", "train_query": "5",
+                    "train_episodes": "3000", "val_every": 500, "val_episodes": 200},
+    },
+    "ci-glyphs": {
+        "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",
+        "options": {"dataset": "glyphs", "methods": "trm,protonet,cosine", "ways": "5",
+                    "shots": "1,5", "train_episodes": "200", "test_episodes": "300",
+                    "val_every": 100, "seeds": "0", "threads": 2},
+    },
+}
+
+
+def apply_preset(name: str | None, options: dict, explicit: set[str]) -> dict:
+    """``options`` with the preset's values for every option the user did not give."""
+    if not name:
+        return options
+    if name not in PRESETS:
+        raise BenchError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    merged = dict(options)
+    for key, value in PRESETS[name]["options"].items():
+        if key not in explicit:
+            merged[key] = value
+    return merged
