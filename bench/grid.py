@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -176,7 +176,7 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
     resolved = cell.resolved()
     return {
         "method": cell.method.label, "dataset": cell.dataset,
-        "split": json.dumps(resolved["dataset_params"], sort_keys=True),
+        "split": split_label(cell),
         "backbone": resolved["method_params"].get("backbone", ""),
         "way": cell.way, "shot": cell.shot, "query": cell.query,
         "test_episodes": cell.test_episodes, "acc": 100 * acc, "ci95": 100 * ci95,
@@ -191,6 +191,15 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
         "cell_id": cell.cell_id, "schema_version": results.SCHEMA_VERSION,
         "config": resolved,
     }
+
+
+def split_label(cell: Cell) -> str:
+    """The dataset's split option (or "standard"), plus any other option set off its default."""
+    params = asdict(cell.dataset_config())
+    defaults = asdict(DATASETS.get(cell.dataset).Config())
+    label = str(params.pop("split", "standard"))
+    changed = [f"{key}={value}" for key, value in params.items() if value != defaults.get(key)]
+    return label + (f" ({','.join(changed)})" if changed else "")
 
 
 def write_cell(out_dir: Path, cell: Cell, row: dict, accuracies, log: list[dict],
