@@ -12,8 +12,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
   .device/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 FEWSHOT_BENCH_CACHE=/tmp/cache
 cd /tmp
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 - <<'PY' 2>&1 | tee "$OUT/trm_head_gpu.txt"
+[ -n "${SKIP_HEAD:-}" ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+[ -n "${SKIP_HEAD:-}" ] || python3 - <<'PY' 2>&1 | tee "$OUT/trm_head_gpu.txt"
 import time, torch
 from bench.methods.trm import TaskRelatedMetric
 print("way,shot,query,hw,ms,peak_mib,max_attn_mib")
@@ -36,8 +36,11 @@ for way in (5, 20):
             peak = (torch.cuda.max_memory_allocated() - base) / 2**20
             print(f"{way},{shot},15,{hw},{1000*sorted(times)[2]:.2f},{peak:.0f},2048")
 PY
+# A previous, interrupted device run carried back in .device/omniglot-gpu resumes from its
+# checkpoint and finished models.
+[ -d "$root/.device/omniglot-gpu" ] && cp -r "$root/.device/omniglot-gpu" /tmp/omniglot-gpu
 start=$(date +%s)
 timeout "$LIMIT" python3 -m bench.cli run --preset omniglot-snell --data-root "$root/.device/omniglot" \
   --train-episodes "$EPISODES" --device cuda --out /tmp/omniglot-gpu 2>&1 | tail -n 60 | tee "$OUT/run.log"
 echo "exit ${PIPESTATUS[0]} wall $(( $(date +%s) - start )) s" | tee -a "$OUT/run.log"
-tar czf "$OUT/omniglot-gpu.tgz" -C /tmp omniglot-gpu --exclude='*.pt'
+tar czf "$OUT/omniglot-gpu.tgz" -C /tmp omniglot-gpu
