@@ -72,7 +72,9 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
             outcome.rows.append(run_cell(cell, adapters[key], options, progress, should_stop,
                                          retrain=retrain))
         except NumericalFault as fault:
-            outcome.failed.append((cell, record_failure(options.out_dir, cell, str(fault))))
+            message, *log = fault.args
+            outcome.failed.append((cell, record_failure(options.out_dir, cell, message,
+                                                        log[0] if log else [])))
         trained_now.add(cell.training_id)
     return outcome
 
@@ -142,8 +144,8 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
               augment=adapter.train_augmentation(), progress=progress,
               checkpoint=save_checkpoint, should_stop=should_stop)
     except NumericalFault as fault:
-        raise NumericalFault(f"{fault} at episode {state.episode + 1}; last log: "
-                             f"{state.log[-3:]}") from None
+        raise NumericalFault(f"{fault} at training episode {state.episode + 1}",
+                             state.log[-20:]) from None
     if state.episode < cell.train.episodes:
         raise Interrupted(cell.describe())
     if state.best_weights is not None:
@@ -216,9 +218,10 @@ def write_cell(out_dir: Path, cell: Cell, row: dict, accuracies, log: list[dict]
     results.append_row(out_dir, row, replace=replace)
 
 
-def record_failure(out_dir: Path, cell: Cell, message: str) -> str:
+def record_failure(out_dir: Path, cell: Cell, message: str, log: list[dict]) -> str:
+    """Writes DIR/failures/<cell_id>.json (configuration, error, last log entries)."""
     path = Path(out_dir) / "failures" / f"{cell.cell_id}.json"
-    diagnostic = {"cell": cell.resolved(), "error": message,
+    diagnostic = {"cell": cell.resolved(), "error": message, "last_log": log,
                   "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     results.atomic_write_text(path, json.dumps(diagnostic, indent=2, default=str) + "\n")
     return f"{message} (diagnostic: {path})"

@@ -4,7 +4,9 @@ For each method and shot the fixed test episodes of each count are drawn first (
 cached rate times the whole ``evaluate(mode="cached")`` call, so it includes the one-time
 embedding of every test image the episodes use. The per-episode rate re-embeds each episode's
 images; it does not depend on the count, so it is measured on the first few episodes of the
-shortest list, and those episodes' accuracies are compared, one by one, with the cached ones.
+shortest list (after two untimed warm-up episodes, so that the first method timed does not pay
+for thread pools and kernel set-up), and those episodes' accuracies are compared, one by one,
+with the cached ones.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
     shortest = lists[min(plan.counts)]
     compared = min(plan.per_episode, len(shortest))
     log(f"{label} {plan.way}-way {shot}-shot: per-episode, {compared} episodes")
+    evaluate(model, test_set, first(shortest, 2), device, mode="per-episode")  # warm-up, untimed
     reference, seconds = timed_evaluate(model, test_set, first(shortest, compared), device,
                                         "per-episode")
     details = {"way": plan.way, "shot": shot, "query": plan.query,

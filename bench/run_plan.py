@@ -123,4 +123,4 @@ def print_summary(cells, outcome, options: RunOptions, seconds: float) -> None:
                   f"(skipped; --force redoes them), in {seconds:.0f} s. "
                   f"Results: {results.results_path(options.out_dir)}")
     for cell, message in outcome.failed:
-        console.print(f"[red]failed[/red] {cell.describe()}: {message}")
+        click.echo(f"failed: {cell.describe()}: {message}")

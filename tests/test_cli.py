@@ -95,3 +95,55 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys, monkeypatch, glyph_
     assert len(lines) == 1, captured.err
     assert message in lines[0]
     assert "Traceback" not in captured.err
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_bad_files_are_one_line_exit_2(tmp_path, capsys, monkeypatch, glyph_cache):
+    """Corrupt data, foreign or newer results files, and a checkpoint of another configuration."""
+    import torch
+
+    from bench.checkpoint import checkpoint_path
+    from bench.cli_run import run_command
+    from bench.results import COLUMNS
+    from bench.run_plan import plan_cells
+
+    corrupt = tmp_path / "omniglot"
+    for part in ("images_background", "images_evaluation"):
+        _write(corrupt / f"{part}.zip", "this is not a zip file")
+    foreign = _write(tmp_path / "foreign.csv", "a,b\n1,2\n")
+    newer = tmp_path / "newer"
+    row = {column: "" for column in COLUMNS} | {"cell_id": "x", "schema_version": "99"}
+    _write(newer / "results.csv", ",".join(COLUMNS) + "\n" + ",".join(row.values()) + "\n")
+    out = tmp_path / "stale"
+    args = ["--methods", "protonet", "--shots", "1", *SMALL, "--out", str(out)]
+    options = dict(run_command.make_context("run", list(args)).params)
+    options.pop("preset")
+    cell = plan_cells(options)[0][0]
+    checkpoint_path(out, cell).parent.mkdir(parents=True)
+    torch.save({"config": {"method": "another"}}, checkpoint_path(out, cell))
+    cases = [
+        (["run", "--dataset", "omniglot", "--data-root", str(corrupt)], "images_background.zip"),
+        (["report", str(foreign)], "is not a fewshot-bench results file"),
+        (["report", str(newer)], "has results schema 99, newer than"),
+        (["run", *args], "was written for another configuration"),
+    ]
+    for argv, message in cases:
+        code, captured = run_main(argv, capsys, monkeypatch, glyph_cache)
+        lines = captured.err.strip().splitlines()
+        assert (code, len(lines)) == (2, 1), captured.err
+        assert message in lines[0], lines[0]
+
+
+def test_nan_cell_fails_alone_and_is_listed(tmp_path, glyph_cache):
+    out = tmp_path / "nan"
+    result = bench("run", "--methods", "cosine(temperature=fixed,tau=1e39),protonet", "--shots",
+                   "1", *SMALL, "--out", str(out), cache=glyph_cache, check=False)
+    assert result.returncode == 1
+    assert "failed" in result.stdout and "training loss is" in result.stdout
+    assert list(pd.read_csv(out / "results.csv")["method"]) == ["protonet"]
+    assert len(list((out / "failures").glob("*.json"))) == 1
