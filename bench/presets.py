@@ -27,6 +27,17 @@ PRESETS: dict[str, dict] = {
         "options": {**_OMNIGLOT, "train_way": "20", "train_query": "5",
                     "train_episodes": "3000", "val_every": 500, "val_episodes": 200},
     },
+    "omniglot-trm-ablation": {
+        "about": "TRM options on Omniglot 5-way 1-shot (CPU, ~20 min): attn_dim 128, dual "
+                 "softmax, per-position cosine, fixed τ = 10 and the patent's literal τ = 1, "
+                 "each paired against the default trm on the same 1000 test episodes",
+        "options": {"dataset": "omniglot", "ways": "5", "shots": "1", "query": "15",
+                    "methods": "trm,trm(attn_dim=128),trm(dual_softmax=true),"
+                               "trm(per_position=true),trm(temperature=fixed),"
+                               "trm(temperature=fixed,tau=1.0)",
+                    "train_episodes": "1000", "test_episodes": "1000", "val_every": 250,
+                    "val_episodes": 200},
+    },
     "ci-glyphs": {
         "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",
         "options": {"dataset": "glyphs", "methods": "trm,protonet,cosine", "ways": "5",
