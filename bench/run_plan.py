@@ -73,7 +73,7 @@ def _seeds(text: str) -> list[int]:
 def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = None) -> None:
     import torch
 
-    from bench.progress import RichProgress, live_progress
+    from bench.progress import live_progress, progress_for
 
     if threads:
         torch.set_num_threads(threads)
@@ -82,7 +82,7 @@ def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = 
     start = time.perf_counter()
     with live_progress() as bars:
         try:
-            outcome = run_grid(cells, options, lambda cell: RichProgress(bars, cell),
+            outcome = run_grid(cells, options, lambda cell: progress_for(bars, cell),
                                should_stop=stop)
         except Interrupted as stopped:
             click.echo(f"stopped during {stopped}: checkpoint saved in {options.out_dir}/"
