@@ -28,15 +28,12 @@ def list_command() -> None:
 
 
 def _attach_commands() -> None:
+    from bench.cli_perf import perf_command
+    from bench.cli_report import check_command, report_command
     from bench.cli_run import run_command
 
-    cli.add_command(run_command)
-    try:
-        from bench.cli_report import check_command, report_command
-    except ImportError:
-        return
-    cli.add_command(report_command)
-    cli.add_command(check_command)
+    for command in (run_command, report_command, check_command, perf_command):
+        cli.add_command(command)
 
 
 _attach_commands()

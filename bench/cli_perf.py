@@ -33,8 +33,11 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
     from bench.config import parse_methods
     from bench.errors import BenchError
     from bench.perf import FULL, QUICK, checks, load_data, machine_stamp, run_perf, write_results
+    from bench.registry import DATASETS
 
     specs = parse_methods(methods)
+    if dataset is not None:
+        DATASETS.get(dataset)  # an unknown name fails before anything is created or run
     out = out_dir_writable(out_dir)
     if threads is not None:
         if threads < 1:
@@ -78,9 +81,17 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
                               ["check", "value", "required", "passed"]))
 
 
+HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
+           "min_episodes_per_s": "min ep/s", "max_episodes_per_s": "max ep/s",
+           "peak_mib": "peak MiB", "bound_mib": "bound", "query_chunk": "chunk",
+           "repeats": "calls"}
+
+
 def frame_table(table, frame, columns: list[str]):
     for column in columns:
-        table.add_column(column, justify="left" if column in ("method", "check") else "right")
+        text = column in ("method", "check", "mode")
+        table.add_column(HEADERS.get(column, column), justify="left" if text else "right",
+                         no_wrap=column != "check")
     for row in frame[columns].itertuples(index=False):
         table.add_row(*(format_value(value) for value in row))
     return table

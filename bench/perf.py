@@ -127,12 +127,12 @@ def checks(frames: dict[str, pd.DataFrame], max_attn_mib: int) -> pd.DataFrame:
     """The issue's acceptance checks, one row each: ``check, value, required, passed``."""
     rows = [*speedup_checks(frames["eval"])]
     matches = frames["eval"]["acc_matches"].astype(bool)
-    rows.append({"check": "accuracies equal on equal episodes (all methods, shots, counts)",
+    rows.append({"check": "equal accuracies on equal episodes, every row",
                  "value": f"{int(matches.sum())}/{len(matches)} rows", "required": "all",
                  "passed": bool(matches.all())})
     rates = frames["train"].set_index("loop")["episodes_per_s"]
     ratio = rates["harness"] / rates["plain"]
-    rows.append({"check": "harness / plain training episodes/s", "value": round(ratio, 3),
+    rows.append({"check": "training episodes/s, harness / plain", "value": round(ratio, 3),
                  "required": "≥ 0.9", "passed": bool(ratio >= 0.9)})
     head = frames["trm_head"]
     for (way, shot), required in (((5, 5), f"≤ {max_attn_mib} MiB"), ((20, 5), "no OOM")):
@@ -159,7 +159,7 @@ def speedup_checks(frame: pd.DataFrame):
         speedup = cached["episodes_per_s"] / per_episode["episodes_per_s"]
         bound = SPEEDUP_REQUIRED.get(method)
         applies = bound is not None and cached["episodes"] >= 10_000
-        yield {"check": f"cached / per-episode episodes/s, {method} {shot}-shot, "
+        yield {"check": f"speed-up cached/per-episode, {method} {shot}-shot, "
                         f"{int(cached['episodes'])} episodes",
                "value": round(speedup, 2), "required": f"≥ {bound:g}" if applies else "",
                "passed": bool(speedup >= bound) if applies else None}

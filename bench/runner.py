@@ -22,7 +22,9 @@ from bench.episodes import Episode, EpisodeList, EpisodeSampler
 from bench.errors import BenchError
 from bench.registry import METHODS
 
-EMBED_BATCH = 512
+# Images per embedding batch in cached evaluation: small batches stay in the CPU's caches
+# (measured: Conv-4 1939 images/s at 64 vs 1319 at 512 on 2 cores); GPUs want large ones.
+EMBED_BATCH = {"cpu": 64, "cuda": 512}
 
 
 class Progress:
@@ -127,7 +129,8 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
 @torch.no_grad()
 def embed_all(model, images: torch.Tensor, device: torch.device) -> torch.Tensor:
     model.eval()
-    chunks = [model.embed(to_float(block, device)) for block in images.split(EMBED_BATCH)]
+    batch = EMBED_BATCH.get(device.type, 512)
+    chunks = [model.embed(to_float(block, device)) for block in images.split(batch)]
     return torch.cat(chunks)
 
 

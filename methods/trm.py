@@ -64,10 +64,13 @@ class TaskRelatedMetric(FewShotClassifier):
     def head(self, support, support_labels, query, n_way):
         keys = class_positions(support, support_labels, n_way)  # [n_way, K·HW, C]
         query_positions = query.flatten(2).transpose(1, 2)  # [n_query, HW, C]
-        projected_keys, projected_values = self.w_k(keys), self.w_v(keys)
+        projected_keys = self.w_k(keys)
+        # W_o is linear, so (α V') W_o = α (V' W_o): projecting the values once per class
+        # instead of every aligned map once per (query, class) pair gives the same F_A.
+        output_values = self.w_o(self.w_v(keys))  # [n_way, K·HW, C]
         chunk = self.query_chunk_size(query_positions.shape[1], keys.shape[1], n_way)
         cosines = [
-            self.cosine_to_aligned(block, projected_keys, projected_values)
+            self.cosine_to_aligned(block, projected_keys, output_values)
             for block in query_positions.split(chunk)
         ]
         return self.temperature(torch.cat(cosines))
@@ -76,17 +79,20 @@ class TaskRelatedMetric(FewShotClassifier):
         bytes_per_query = n_way * query_hw * key_rows * 4 * _WEIGHT_COPIES
         return max(1, (self.config.max_attn_mib << 20) // bytes_per_query)
 
-    def aligned_support(self, query_positions, projected_keys, projected_values):
+    def aligned_support(self, query_positions, projected_keys, output_values):
         """F_A [n_query, n_way, HW, C]: each class's support re-arranged for each query."""
-        n_query, n_way = len(query_positions), len(projected_keys)
-        q = self.w_q(query_positions).unsqueeze(1).expand(-1, n_way, -1, -1)
-        k = projected_keys.unsqueeze(0).expand(n_query, -1, -1, -1)
-        v = projected_values.unsqueeze(0).expand(n_query, -1, -1, -1)
-        if self.config.dual_softmax:
-            attended = self.attention_weights(q, k) @ v
-        else:
-            attended = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        return self.w_o(attended)
+        n_query, hw, _ = query_positions.shape
+        n_way = len(projected_keys)
+        q = self.w_q(query_positions)  # [n_query, HW, d]
+        if self.config.dual_softmax:  # the column softmax runs over one query's positions
+            q = q.unsqueeze(1).expand(-1, n_way, -1, -1)
+            return self.attention_weights(q, projected_keys.unsqueeze(0)) @ output_values
+        # Row softmax: every query position attends on its own, so the positions of all the
+        # block's queries form one sequence per class: one attention call for all pairs.
+        q = q.reshape(1, n_query * hw, -1).expand(n_way, -1, -1)
+        attended = F.scaled_dot_product_attention(q, projected_keys, output_values,
+                                                  scale=self.scale)
+        return attended.view(n_way, n_query, hw, -1).transpose(0, 1)
 
     @property
     def scale(self) -> float:
@@ -99,9 +105,9 @@ class TaskRelatedMetric(FewShotClassifier):
             return scores.softmax(dim=-1) * scores.softmax(dim=-2)
         return scores.softmax(dim=-1)
 
-    def cosine_to_aligned(self, query_positions, projected_keys, projected_values):
+    def cosine_to_aligned(self, query_positions, projected_keys, output_values):
         """cos(F_q, F_A^(c)) for every query of the block and every class: [n_query, n_way]."""
-        aligned = self.aligned_support(query_positions, projected_keys, projected_values)
+        aligned = self.aligned_support(query_positions, projected_keys, output_values)
         query_maps = query_positions.unsqueeze(1)
         if self.config.per_position:
             return F.cosine_similarity(query_maps, aligned, dim=-1, eps=1e-8).mean(-1)
