@@ -83,7 +83,7 @@ def test_trained_model_is_shared_between_test_ways(tmp_path, glyph_cache):
     (["run", "--train-episodes", "many"], "--train-episodes 'many' is not an integer"),
     (["run", "--seed", "x"], "--seed 'x' is not an integer"),
     (["run", "--ways", "100000", *SMALL], "way=100000 is more than the"),
-    (["run", "--shots", "5", "--query", "15", *SMALL], "shot+query=5+15 is more than the 8"),
+    (["run", *SMALL, "--shots", "5", "--query", "15"], "shot+query=5+15 is more than the 8"),
     (["run", "--dataset", "omniglot", "--data-root", "/nonexistent/dir"], "omniglot"),
     (["report", "/nonexistent/results.csv"], "does not exist"),
     (["run", "--methods", "protonet", "--out", "/proc/forbidden"], "not writable"),
