@@ -55,7 +55,7 @@ FULL = PerfSettings()
 # (equal accuracies are what is checked), shorter training blocks, single head calls when large.
 QUICK = PerfSettings(
     eval=EvalPlan(shots=(1,), counts=(600, 2000), per_episode=30, train_episodes=0),
-    train=TrainShape(block=6, blocks=4),
+    train=TrainShape(block=10, blocks=4),
     head=HeadGrid(max_repeats=3, flop_budget=1e11),
 )
 
