@@ -2,7 +2,7 @@
 
 The rule, per cell (method, dataset, split, backbone, way, shot):
 
-    regression  ⇔  baseline_acc − new_acc > sqrt(ci_baseline² + ci_new²)
+    regression  ⇔  baseline_acc − new_acc > sqrt(ci_baseline² + ci_new²) + tolerance
 
 with accuracies and 95% CI half-widths in percent. The right-hand side is the 95% CI half-width of
 the difference of two independent estimates, so a cell fails when that interval lies entirely below
@@ -43,6 +43,7 @@ class CellCheck:
     baseline_ci: float = math.nan
     new_acc: float = math.nan
     new_ci: float = math.nan
+    tolerance: float = 0.0  # extra points allowed (training variance, another machine's floats)
 
     @property
     def drop(self) -> float:
@@ -50,7 +51,8 @@ class CellCheck:
 
     @property
     def allowed(self) -> float:
-        return math.hypot(np.nan_to_num(self.baseline_ci), np.nan_to_num(self.new_ci))
+        ci = math.hypot(np.nan_to_num(self.baseline_ci), np.nan_to_num(self.new_ci))
+        return ci + self.tolerance
 
     def describe(self) -> str:
         """One line naming the method, the cell and the numbers."""
@@ -78,8 +80,13 @@ def cell_accuracies(frame) -> dict:
     return cells
 
 
-def check(baseline, fresh, allow_missing: bool = False) -> list[CellCheck]:
-    """Verdicts for every cell of either frame (results rows), in cell order."""
+def check(baseline, fresh, allow_missing: bool = False, tolerance: float = 0.0
+          ) -> list[CellCheck]:
+    """Verdicts for every cell of either frame (results rows), in cell order.
+
+    ``tolerance`` (points) is added to the allowed drop: the episode CIs do not cover the
+    variance of training itself, which a run on another machine (other float rounding) shows.
+    """
     base_cells, new_cells = cell_accuracies(baseline), cell_accuracies(fresh)
     verdicts = []
     for key in sorted(set(base_cells) | set(new_cells)):
@@ -90,9 +97,9 @@ def check(baseline, fresh, allow_missing: bool = False) -> list[CellCheck]:
         if key not in base_cells:
             verdicts.append(CellCheck(key, "new", math.nan, math.nan, *new_cells[key]))
             continue
-        verdict = CellCheck(key, "ok", *base_cells[key], *new_cells[key])
+        verdict = CellCheck(key, "ok", *base_cells[key], *new_cells[key], tolerance)
         if verdict.drop > verdict.allowed:
-            verdict = CellCheck(key, "regression", *base_cells[key], *new_cells[key])
+            verdict = CellCheck(key, "regression", *base_cells[key], *new_cells[key], tolerance)
         verdicts.append(verdict)
     return verdicts
 

@@ -63,8 +63,10 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method) -> No
 @click.option("--update", is_flag=True, help="Rewrite the baseline from the fresh results instead.")
 @click.option("--allow-missing", is_flag=True,
               help="Baseline cells absent from the fresh results warn instead of failing.")
+@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Extra points of drop allowed beyond the CIs (training variance).")
 @click.pass_context
-def check_command(ctx, baseline, results, update, allow_missing) -> None:
+def check_command(ctx, baseline, results, update, allow_missing, tolerance) -> None:
     """Exit 1 if a method's accuracy fell below its baseline by more than the two CIs allow.
 
     Per (method, dataset, split, backbone, way, shot): fail when baseline − new >
@@ -79,12 +81,12 @@ def check_command(ctx, baseline, results, update, allow_missing) -> None:
         click.echo(f"baseline {baseline} rewritten: {count} rows from "
                    f"{', '.join(map(str, results or [DEFAULT_RESULTS]))}")
         return
-    verdicts = check.check(check.load_baseline(baseline), fresh, allow_missing)
+    verdicts = check.check(check.load_baseline(baseline), fresh, allow_missing, tolerance)
     for verdict in verdicts:
         click.echo(verdict.describe())
     failures = check.failed(verdicts)
     if failures:
         click.echo(f"bench check: {len(failures)} of {len(verdicts)} cells failed against "
-                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²))", err=True)
+                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²) + {tolerance:g})", err=True)
         ctx.exit(1)
     click.echo(f"bench check: {len(verdicts)} cells within their CIs of {baseline}", err=True)

@@ -102,3 +102,19 @@ def test_missing_baseline_says_how_to_create_it(tmp_path):
                                                 "--results", str(EXAMPLE)])
     assert isinstance(result.exception, BenchError)
     assert "--update" in str(result.exception)
+
+
+def test_tolerance_widens_the_allowed_drop():
+    import pandas as pd
+
+    from bench import check as check_module
+
+    def frame(acc):
+        return pd.DataFrame([{"method": "trm", "dataset": "glyphs", "split": "standard",
+                              "backbone": "conv64f", "way": 5, "shot": 1, "acc": acc,
+                              "ci95": 1.0, "cell_id": f"c{acc}"}])
+
+    strict = check_module.check(frame(80.0), frame(77.0))
+    loose = check_module.check(frame(80.0), frame(77.0), tolerance=3.0)
+    assert strict[0].status == "regression" and loose[0].status == "ok"
+    assert loose[0].allowed == pytest.approx(2 ** 0.5 + 3.0)
