@@ -26,6 +26,12 @@ def _figure(width: float = 6.4, height: float = 4.0):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def legend_width(labels) -> float:
+    """Inches a legend beside the axes needs for these labels (long variant labels such as
+    ``trm(temperature=fixed,tau=1.0)`` would otherwise squeeze the axes and clip the title)."""
+    return 0.6 + 0.075 * max((len(str(label)) for label in labels), default=0)
+
+
 def method_colors(methods) -> dict:
     from matplotlib import colormaps
 
@@ -55,7 +61,7 @@ def accuracy_vs_shots_figure(summary, key: dict, colors: dict | None = None):
             table = table[table[column] == key[column]]
     shots = sorted(table["shot"].unique())
     methods = sorted(table["method"].unique())
-    figure = _figure()
+    figure = _figure(4.6 + legend_width(methods), 4.0)
     axes = figure.add_subplot()
     for index, method in enumerate(methods):
         rows = table[table["method"] == method].sort_values("shot")
@@ -82,7 +88,8 @@ def bars_figure(summary, key: dict, colors: dict | None = None):
     datasets = sorted(table["dataset"].unique())
     methods = sorted(table["method"].unique())
     width = 0.8 / len(methods)
-    figure = _figure(max(4.8, 1.2 + 0.5 * len(datasets) * len(methods)), 4.0)
+    figure = _figure(max(3.6, 1.2 + 0.5 * len(datasets) * len(methods)) + legend_width(methods),
+                     4.0)
     axes = figure.add_subplot()
     for index, method in enumerate(methods):
         rows = table[table["method"] == method].set_index("dataset").reindex(datasets)
