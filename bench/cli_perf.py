@@ -29,7 +29,7 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
     import torch
     from rich.console import Console
 
-    from bench.cli_run import out_dir_writable
+    from bench.run_plan import out_dir_writable
     from bench.config import parse_methods
     from bench.errors import BenchError
     from bench.perf import FULL, QUICK, checks, load_data, machine_stamp, run_perf, write_results

@@ -3,26 +3,8 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
-
 import click
 
-from bench.errors import BenchError
-
-
-def int_list(text: str, option: str) -> list[int]:
-    values = []
-    for item in filter(None, (part.strip() for part in str(text).split(","))):
-        try:
-            value = int(item)
-        except ValueError:
-            raise BenchError(f"{option} {item!r} is not an integer; write e.g. {option} 1,5") from None
-        if value < 1:
-            raise BenchError(f"{option} must be positive integers, got {value}")
-        values.append(value)
-    if not values:
-        raise BenchError(f"{option} is empty; write e.g. {option} 1,5")
-    return values
 
 
 class StopFlag:
@@ -93,16 +75,3 @@ def run_command(ctx: click.Context, **options) -> None:
     stop = StopFlag()
     stop.install()
     execute(cells, run_options, stop, threads=options["threads"])
-
-
-def out_dir_writable(path: str) -> Path:
-    out = Path(path).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise BenchError(f"output directory {out} is not writable ({error.strerror}); "
-                         "pass --out DIR with a writable folder") from None
-    return out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
-from bench.cli_run import int_list, out_dir_writable
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
 from bench.data import data_root
 from bench.errors import BenchError
@@ -30,14 +30,14 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
         val_every=options["val_every"], val_episodes=options["val_episodes"],
         checkpoint_every=options["checkpoint_every"])
     train.validate()
+    query = int_list(options["query"], "--query")[0]
+    test_episodes = _count(options["test_episodes"], "--test-episodes")
+    seeds = int_list(options["seeds"], "--seed", minimum=None, example="0,1,2")
+    ways, shots = int_list(options["ways"], "--ways"), int_list(options["shots"], "--shots")
     cells = [
-        Cell(method, options["dataset"], dataset_params, way, shot,
-             int_list(options["query"], "--query")[0],
-             _count(options["test_episodes"], "--test-episodes"), seed, train)
-        for seed in _seeds(options["seeds"])
-        for way in int_list(options["ways"], "--ways")
-        for shot in int_list(options["shots"], "--shots")
-        for method in methods
+        Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
+             train)
+        for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
     run_options = RunOptions(out_dir=out_dir_writable(options["out_dir"]),
@@ -58,16 +58,34 @@ def _count(text: str, option: str, allow_zero: bool = False) -> int:
     return value
 
 
-def _seeds(text: str) -> list[int]:
-    seeds = []
+def int_list(text: str, option: str, minimum: int | None = 1, example: str = "1,5") -> list[int]:
+    """Comma-separated integers of a CLI option (each ≥ ``minimum`` unless it is None)."""
+    values = []
     for item in filter(None, (part.strip() for part in str(text).split(","))):
         try:
-            seeds.append(int(item))
+            value = int(item)
         except ValueError:
-            raise BenchError(f"--seed {item!r} is not an integer") from None
-    if not seeds:
-        raise BenchError("--seed is empty; write e.g. --seed 0 or --seed 0,1,2")
-    return seeds
+            raise BenchError(f"{option} {item!r} is not an integer; write e.g. {option} "
+                             f"{example}") from None
+        if minimum is not None and value < minimum:
+            raise BenchError(f"{option} must be positive integers, got {value}")
+        values.append(value)
+    if not values:
+        raise BenchError(f"{option} is empty; write e.g. {option} {example}")
+    return values
+
+
+def out_dir_writable(path: str) -> Path:
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"output directory {out} is not writable ({error.strerror}); "
+                         "pass --out DIR with a writable folder") from None
+    return out
 
 
 def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = None) -> None:

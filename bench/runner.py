@@ -8,7 +8,6 @@ re-embeds each episode's images instead, as most peer code does, and gives the s
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -167,8 +166,3 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
             progress.evaluated(i + 1, len(episodes))
     return accuracies
 
-
-def timed(function: Callable, *args, **kwargs):
-    start = time.perf_counter()
-    value = function(*args, **kwargs)
-    return value, time.perf_counter() - start
