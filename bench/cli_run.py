@@ -55,6 +55,8 @@ class StopFlag:
               help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Training arithmetic: fp32, or bf16 (bfloat16 autocast; evaluation stays fp32).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")

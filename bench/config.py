@@ -17,6 +17,9 @@ from bench.errors import BenchError
 from bench.registry import DATASETS, METHODS, build_config
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     episodes: int = 500
@@ -29,6 +32,7 @@ class TrainConfig:
     val_every: int = 100  # episodes between validations (0: no validation)
     val_episodes: int = 100
     checkpoint_every: int = 100  # episodes between resumable checkpoints (0: none)
+    precision: str = "fp32"  # training arithmetic: fp32, or bf16 autocast (evaluation is fp32)
 
     def validate(self) -> None:
         positive = {"query": self.query, "val_episodes": self.val_episodes}
@@ -40,6 +44,9 @@ class TrainConfig:
                 raise BenchError(f"{name} must be zero or positive, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BenchError(f"lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise BenchError(f"--precision {self.precision!r} is not valid; valid values: "
+                             f"{', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,9 @@ class Cell:
 
     def training(self) -> dict:
         """Everything the trained model depends on (not the test way, query or episode count)."""
+        train = {**asdict(self.train), "way": self.train_way, "shot": self.train_shot}
+        if train["precision"] == "fp32":  # the default is left out: ids from before it stay valid
+            del train["precision"]
         return {
             "method": self.method.name,
             "method_label": self.method.label,
@@ -142,7 +152,7 @@ class Cell:
             "dataset": self.dataset,
             "dataset_params": asdict(self.dataset_config()),
             "seed": self.seed,
-            "train": {**asdict(self.train), "way": self.train_way, "shot": self.train_shot},
+            "train": train,
         }
 
     def resolved(self) -> dict:

@@ -28,7 +28,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
         query=int_list(options["train_query"], "--train-query")[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
-        checkpoint_every=options["checkpoint_every"])
+        checkpoint_every=options["checkpoint_every"], precision=options["precision"])
     train.validate()
     query = int_list(options["query"], "--query")[0]
     test_episodes = _count(options["test_episodes"], "--test-episodes")

@@ -67,16 +67,19 @@ def make_optimizer(model: torch.nn.Module, cell: Cell):
 
 
 def train_step(model, optimizer, scheduler, images: ImageSet, episode: Episode,
-               device: torch.device, augment: Callable | None) -> tuple[float, float]:
-    """One episode of training; returns (loss, query accuracy)."""
+               device: torch.device, augment: Callable | None,
+               precision: str = "fp32") -> tuple[float, float]:
+    """One episode of training; returns (loss, query accuracy). ``precision="bf16"`` runs the
+    forward pass under bfloat16 autocast (AMX/AVX-512-BF16 CPUs, recent GPUs)."""
     model.train()
     batch = to_float(images.images[episode.indices()], device)
     if augment is not None:
         batch = augment(batch)
     n_support = episode.support.numel()
-    features = model.embed(batch)
-    logits = model.head(features[:n_support], episode.support_labels().to(device),
-                        features[n_support:], episode.way)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        features = model.embed(batch)
+        logits = model.head(features[:n_support], episode.support_labels().to(device),
+                            features[n_support:], episode.way).float()
     targets = episode.query_labels().to(device)
     loss = F.cross_entropy(logits, targets)
     if not torch.isfinite(loss):
@@ -103,7 +106,7 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
     total, config = cell.train.episodes, cell.train
     while state.episode < total:
         loss, accuracy = train_step(model, optimizer, scheduler, images, sampler.sample(),
-                                    device, augment)
+                                    device, augment, config.precision)
         state.episode += 1
         entry = {"episode": state.episode, "loss": loss, "train_acc": accuracy,
                  "val_acc": float("nan"), "lr": optimizer.param_groups[0]["lr"]}
