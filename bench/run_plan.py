@@ -97,6 +97,8 @@ def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = 
         torch.set_num_threads(threads)
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {options.device} but torch sees no CUDA device; use --device cpu")
+    if options.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # training episodes all have one shape
     start = time.perf_counter()
     with live_progress() as bars:
         try:

@@ -1,46 +1,55 @@
 #!/usr/bin/env bash
-# One device run (a lent GPU machine, see DEVELOPERS.md): TRM head timings at 84×84 and the
-# Omniglot protocol with 60-way training for protonet, cosine and trm at 5/20-way, 1/5-shot.
-# Expects .device/whl/*.whl (learn2learn built for the device's Python, gym, gym_notices,
-# fewshot-bench itself) and .device/omniglot/*.zip carried along; writes into $OUT.
-# Usage there: EPISODES=6000 bash benchmarks/gpu_omniglot.sh
+# One device run (a lent GPU machine): the full `omniglot-snell` protocol (60-way 5-query
+# training, Adam 1e-3 halved every 2000 episodes, EPISODES episodes per model), one process per
+# (method, shot) model, all on the one GPU at once (each Conv-4 step leaves the GPU mostly idle).
+# METHODS run first; LATER methods run in the time left of LIMIT seconds. A process cut by the
+# limit saves a checkpoint (SIGTERM) that a later call resumes when .device/omniglot-snell is
+# carried back. Expects .device/whl/*.whl (fewshot-bench, learn2learn built for the device's
+# Python, gym, gym_notices) and .device/omniglot/*.zip carried along; writes into $OUT.
+# Usage there: EPISODES=20000 LIMIT=470 COMMIT=<sha> bash benchmarks/gpu_omniglot.sh
 set -uo pipefail
-EPISODES=${EPISODES:-6000}
-LIMIT=${LIMIT:-380}
+EPISODES=${EPISODES:-20000}
+LIMIT=${LIMIT:-470}
+METHODS=${METHODS:-protonet cosine}
+LATER=${LATER:-trm}
 root=$(pwd)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-  .device/whl/*.whl || exit 1
+  "$root"/.device/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 FEWSHOT_BENCH_CACHE=/tmp/cache
+export FEWSHOT_BENCH_COMMIT=${COMMIT:-unknown}
 cd /tmp
-[ -n "${SKIP_HEAD:-}" ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-[ -n "${SKIP_HEAD:-}" ] || python3 - <<'PY' 2>&1 | tee "$OUT/trm_head_gpu.txt"
-import time, torch
-from bench.methods.trm import TaskRelatedMetric
-print("way,shot,query,hw,ms,peak_mib,max_attn_mib")
-for way in (5, 20):
-    for shot in (1, 5):
-        for hw in (49, 441):
-            side = int(hw ** 0.5)
-            model = TaskRelatedMetric(TaskRelatedMetric.Config(), 3).cuda().eval()
-            support = torch.randn(way * shot, 64, side, side, device="cuda")
-            query = torch.randn(way * 15, 64, side, side, device="cuda")
-            labels = torch.arange(way, device="cuda").repeat_interleave(shot)
-            with torch.no_grad():
-                model.head(support, labels, query, way)
-                torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                times = []
-                for _ in range(5):
-                    start = time.perf_counter(); model.head(support, labels, query, way)
-                    torch.cuda.synchronize(); times.append(time.perf_counter() - start)
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-            print(f"{way},{shot},15,{hw},{1000*sorted(times)[2]:.2f},{peak:.0f},2048")
+out=/tmp/omniglot-snell
+[ -d "$root/.device/omniglot-snell" ] && cp -r "$root/.device/omniglot-snell" "$out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
+# Build the image cache once, before the processes that share it start.
+python3 - "$root/.device/omniglot" <<'PY'
+import sys
+from pathlib import Path
+from bench.registry import DATASETS
+adapter = DATASETS.get("omniglot")(DATASETS.get("omniglot").Config(), Path(sys.argv[1]))
+for split in ("train", "val", "test"):
+    print(split, adapter.load(split).n_classes, "classes")
 PY
-# A previous, interrupted device run carried back in .device/omniglot-gpu resumes from its
-# checkpoint and finished models.
-[ -d "$root/.device/omniglot-gpu" ] && cp -r "$root/.device/omniglot-gpu" /tmp/omniglot-gpu
 start=$(date +%s)
-timeout "$LIMIT" python3 -m bench.cli run --preset omniglot-snell --data-root "$root/.device/omniglot" \
-  --train-episodes "$EPISODES" --device cuda --out /tmp/omniglot-gpu 2>&1 | tail -n 60 | tee "$OUT/run.log"
-echo "exit ${PIPESTATUS[0]} wall $(( $(date +%s) - start )) s" | tee -a "$OUT/run.log"
-tar czf "$OUT/omniglot-gpu.tgz" -C /tmp omniglot-gpu
+
+run_group() {  # $1: methods, $2: seconds
+  for method in $1; do
+    for shot in 1 5; do
+      timeout "$2" python3 -m bench.cli run --preset omniglot-snell --methods "$method" \
+        --shots "$shot" --data-root "$root/.device/omniglot" --train-episodes "$EPISODES" \
+        --device cuda --out "$out" > "$OUT/run-$method-$shot.log" 2>&1 &
+    done
+  done
+  wait
+}
+
+run_group "$METHODS" "$LIMIT"
+echo "first group done after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
+left=$(( LIMIT - ($(date +%s) - start) ))
+if [ -n "$LATER" ] && [ "$left" -gt 30 ]; then
+  run_group "$LATER" "$left"
+fi
+echo "all done after $(( $(date +%s) - start )) s" | tee -a "$OUT/wall.txt"
+tail -n 3 "$OUT"/run-*.log
+tar czf "$OUT/omniglot-snell.tgz" -C /tmp omniglot-snell
