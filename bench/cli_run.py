@@ -55,6 +55,9 @@ class StopFlag:
               help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--prefetch", default="0", show_default=True,
+              help="Training episodes to sample ahead in a worker process (0: sample inline). "
+                   "Same episodes either way; helps where cores are spare (GPU machines).")
 @click.option("--precision", default="fp32", show_default=True,
               help="Training arithmetic: fp32, or bf16 (bfloat16 autocast; evaluation stays fp32).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -167,3 +169,63 @@ def _sample_episode_list(image_set: ImageSet, key: tuple) -> EpisodeList:
     digest.update(support.numpy().tobytes())
     digest.update(query_rows.numpy().tobytes())
     return EpisodeList(support, query_rows, digest.hexdigest()[:16])
+
+
+class _EpisodeStream(torch.utils.data.IterableDataset):
+    """Runs in a DataLoader worker: the sampler's episodes, their uint8 images, and the sampler's
+    state after each episode (so the main process can checkpoint the consumed position)."""
+
+    def __init__(self, sampler: EpisodeSampler, images: torch.Tensor):
+        self.sampler, self.images = sampler, images
+
+    def __iter__(self):
+        while True:
+            episode = self.sampler.sample()
+            yield episode, self.images[episode.indices()], self.sampler.state()
+
+
+def _as_is(item):
+    return item
+
+
+def _ignore_signals(_worker_id: int) -> None:
+    """Ctrl-C and SIGTERM are the main process's: it checkpoints, then shuts the worker down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextmanager
+def episode_feed(sampler: EpisodeSampler, images: torch.Tensor, prefetch: int = 0,
+                 pin_memory: bool = False) -> Iterator[Iterator[tuple[Episode, torch.Tensor]]]:
+    """An endless iterator of (episode, its uint8 images: support then query rows).
+
+    ``prefetch`` > 0 samples that many episodes ahead in one DataLoader worker process, in
+    parallel with training. The episode stream is the same as inline sampling (one worker runs
+    the sampler's own sequence; several workers could not without changing it), and
+    ``sampler.state()`` follows the consumed episodes, so checkpoints resume exactly.
+    """
+    if prefetch <= 0:
+        def inline():
+            while True:
+                episode = sampler.sample()
+                yield episode, images[episode.indices()]
+
+        yield inline()
+        return
+    loader = torch.utils.data.DataLoader(
+        _EpisodeStream(sampler, images), batch_size=None, num_workers=1,
+        prefetch_factor=prefetch, collate_fn=_as_is, worker_init_fn=_ignore_signals,
+        pin_memory=pin_memory)
+    workers = iter(loader)
+
+    def fed():
+        for episode, batch, state in workers:
+            sampler.set_state(state)
+            yield episode, batch
+
+    feed = fed()
+    try:
+        yield feed
+    finally:
+        feed.close()
+        workers._shutdown_workers()

@@ -46,6 +46,7 @@ class RunOptions:
     download: bool = False
     device: str = "cpu"
     force: bool = False
+    prefetch: int = 0  # training episodes sampled ahead in a worker process (0: inline)
     ci_method: str = "normal"
 
 
@@ -142,7 +143,7 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
         train(model, optimizer, scheduler, sampler, train_set, state, cell, device,
               validate=validation(model, adapter, cell, device),
               augment=adapter.train_augmentation(), progress=progress,
-              checkpoint=save_checkpoint, should_stop=should_stop)
+              checkpoint=save_checkpoint, should_stop=should_stop, prefetch=options.prefetch)
     except NumericalFault as fault:
         raise NumericalFault(f"{fault} at training episode {state.episode + 1}",
                              state.log[-20:]) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from types import ModuleType
 
@@ -21,11 +22,12 @@ import torch
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.data import ImageSet
 from bench.env import REPO
-from bench.episodes import EpisodeSampler
+from bench.episodes import EpisodeSampler, episode_feed
 from bench.errors import BenchError
-from bench.runner import TrainState, build_model, make_optimizer, train
+from bench.runner import TrainState, build_model, make_optimizer, train, train_loop
 
 PLAIN_LOOP = REPO / "benchmarks" / "plain_loop.py"
+PREFETCH = 4  # episodes sampled ahead by the worker in the "harness-prefetch" loop
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,11 @@ def load_plain_loop() -> ModuleType:
 
 
 class HarnessLoop:
-    """``bench.runner.train`` on ProtoNet, advanced ``episodes`` at a time."""
+    """``bench.runner.train`` on ProtoNet, advanced ``episodes`` at a time; with ``prefetch`` its
+    episodes come from one worker process kept open across blocks (``bench run --prefetch``)."""
 
-    def __init__(self, images: ImageSet, channels: int, shape: TrainShape, device: torch.device):
+    def __init__(self, images: ImageSet, channels: int, shape: TrainShape, device: torch.device,
+                 prefetch: int = 0):
         torch.manual_seed(shape.seed)
         self.cell = Cell(MethodSpec("protonet"), images.name.split("/")[0], (), shape.way,
                          shape.shot, shape.query, 1, shape.seed,
@@ -63,13 +67,20 @@ class HarnessLoop:
         self.optimizer, self.scheduler = make_optimizer(self.model, self.cell)
         self.sampler = EpisodeSampler(images, shape.way, shape.shot, shape.query, shape.seed)
         self.state = TrainState()
+        self.feeds = ExitStack()
+        self.feed = self.feeds.enter_context(episode_feed(
+            self.sampler, images.images, prefetch, device.type == "cuda")) if prefetch else None
 
     def run(self, episodes: int) -> float:
         target = replace(self.cell, train=replace(self.cell.train,
                                                   episodes=self.state.episode + episodes))
         start = time.perf_counter()
-        train(self.model, self.optimizer, self.scheduler, self.sampler, self.images, self.state,
-              target, self.device)
+        if self.feed is not None:
+            train_loop(self.model, self.optimizer, self.scheduler, self.feed, self.state, target,
+                       self.device)
+        else:
+            train(self.model, self.optimizer, self.scheduler, self.sampler, self.images,
+                  self.state, target, self.device)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
@@ -81,18 +92,20 @@ def train_rows(images: ImageSet, channels: int, shape: TrainShape, device: torch
     plain_module = load_plain_loop()
     loops = {
         "harness": HarnessLoop(images, channels, shape, device),
+        "harness-prefetch": HarnessLoop(images, channels, shape, device, prefetch=PREFETCH),
         "plain": plain_module.PlainLoop(images.images, torch.from_numpy(images.labels),
                                         shape.way, shape.shot, shape.query, shape.seed, device),
     }
-    log(f"training throughput: harness vs plain loop, {shape.blocks} blocks of {shape.block} "
+    log(f"training throughput: harness (inline and --prefetch {PREFETCH}) vs plain loop, {shape.blocks} blocks of {shape.block} "
         f"episodes each ({shape.way}-way {shape.shot}-shot {shape.query}-query)")
     for loop in loops.values():
         loop.run(shape.block)  # warm-up: allocator, thread pools, first-call kernels
     rates: dict[str, list[float]] = {name: [] for name in loops}
     for block in range(shape.blocks):
-        order = ["harness", "plain"] if block % 2 == 0 else ["plain", "harness"]
+        order = list(loops) if block % 2 == 0 else list(reversed(loops))
         for name in order:
             rates[name].append(shape.block / loops[name].run(shape.block))
+    loops["harness-prefetch"].feeds.close()
     size = "×".join(str(side) for side in images.images.shape[2:])
     return [{"loop": name, "method": "protonet", "episodes_per_s": statistics.median(values),
              "way": shape.way, "shot": shape.shot, "query": shape.query, "image_size": size,

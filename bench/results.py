@@ -187,7 +187,7 @@ def load(paths: Iterable[str | Path] | str | Path):
         if newest > SCHEMA_VERSION:
             raise BenchError(f"{path} has results schema {newest}, newer than this fewshot-bench "
                              f"reads ({SCHEMA_VERSION}); upgrade fewshot-bench")
-        frame["source_dir"] = str(path.parent)
+        frame["source_dir"] = str(path.resolve().parent)  # a symlinked results.csv works too
         frames.append(frame)
     if not frames:
         raise BenchError("no results files given")

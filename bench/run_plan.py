@@ -44,6 +44,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              data_root=data_root(options["data_root"]),
                              cache_dir=options["cache_dir"], download=options["download"],
                              device=options["device"], force=options["force"],
+                             prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
                              ci_method=options["ci_method"])
     return cells, run_options
 

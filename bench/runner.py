@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from bench.config import Cell
 from bench.data import ImageSet
-from bench.episodes import Episode, EpisodeList, EpisodeSampler
+from bench.episodes import Episode, EpisodeList, EpisodeSampler, episode_feed
 from bench.errors import BenchError
 from bench.registry import METHODS
 
@@ -66,13 +66,14 @@ def make_optimizer(model: torch.nn.Module, cell: Cell):
     return optimizer, scheduler
 
 
-def train_step(model, optimizer, scheduler, images: ImageSet, episode: Episode,
+def train_step(model, optimizer, scheduler, pixels: torch.Tensor, episode: Episode,
                device: torch.device, augment: Callable | None,
                precision: str = "fp32") -> tuple[float, float]:
-    """One episode of training; returns (loss, query accuracy). ``precision="bf16"`` runs the
-    forward pass under bfloat16 autocast (AMX/AVX-512-BF16 CPUs, recent GPUs)."""
+    """One episode of training on its uint8 images ``pixels`` (support rows, then query rows);
+    returns (loss, query accuracy). ``precision="bf16"`` runs the forward pass under bfloat16
+    autocast (AMX/AVX-512-BF16 CPUs, recent GPUs)."""
     model.train()
-    batch = to_float(images.images[episode.indices()], device)
+    batch = to_float(pixels, device)
     if augment is not None:
         batch = augment(batch)
     n_support = episode.support.numel()
@@ -96,17 +97,32 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
           state: TrainState, cell: Cell, device: torch.device, *,
           validate: Callable[[], float] | None = None, augment: Callable | None = None,
           progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> TrainState:
+          should_stop: Callable[[], bool] = lambda: False, prefetch: int = 0) -> TrainState:
     """Train from ``state.episode`` to ``cell.train.episodes``; keeps the best-validated weights.
 
     ``checkpoint`` is called every ``checkpoint_every`` episodes and when ``should_stop`` turns
-    true (then training returns early with ``state.episode`` < the total).
+    true (then training returns early with ``state.episode`` < the total). ``prefetch`` > 0
+    samples episodes that far ahead in a worker process (same episodes; see ``episode_feed``).
     """
+    progress = progress or Progress()
+    if state.episode >= cell.train.episodes:
+        return state
+    with episode_feed(sampler, images.images, prefetch, device.type == "cuda") as feed:
+        train_loop(model, optimizer, scheduler, feed, state, cell, device, validate, augment,
+                    progress, checkpoint, should_stop)
+    return state
+
+
+def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell, device,
+               validate=None, augment=None, progress: Progress | None = None, checkpoint=None,
+               should_stop=lambda: False) -> None:
+    """``train`` on an open ``episode_feed`` (for callers that keep one across calls)."""
     progress = progress or Progress()
     total, config = cell.train.episodes, cell.train
     while state.episode < total:
-        loss, accuracy = train_step(model, optimizer, scheduler, images, sampler.sample(),
-                                    device, augment, config.precision)
+        episode, pixels = next(feed)
+        loss, accuracy = train_step(model, optimizer, scheduler, pixels, episode, device,
+                                    augment, config.precision)
         state.episode += 1
         entry = {"episode": state.episode, "loss": loss, "train_acc": accuracy,
                  "val_acc": float("nan"), "lr": optimizer.param_groups[0]["lr"]}
@@ -125,7 +141,6 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
             checkpoint()
         if stopping:
             break
-    return state
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ set -uo pipefail
 EPISODES=${EPISODES:-20000}
 LIMIT=${LIMIT:-470}
 METHODS=${METHODS:-protonet cosine}
-LATER=${LATER:-trm}
+LATER=${LATER-trm}  # LATER= (empty) runs nothing after METHODS
 root=$(pwd)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
   "$root"/.device/whl/*.whl || exit 1
@@ -52,4 +52,6 @@ if [ -n "$LATER" ] && [ "$left" -gt 30 ]; then
 fi
 echo "all done after $(( $(date +%s) - start )) s" | tee -a "$OUT/wall.txt"
 tail -n 3 "$OUT"/run-*.log
-tar czf "$OUT/omniglot-snell.tgz" -C /tmp omniglot-snell
+# Results and resumable state come back separately: the returned files have a size limit.
+tar czf "$OUT/results.tgz" -C "$out" --exclude=./models --exclude=./checkpoints --exclude=./locks .
+tar czf "$OUT/checkpoints.tgz" -C /tmp omniglot-snell/checkpoints

@@ -18,14 +18,20 @@ def make_cell(method, episodes=10, **train):
                 seed=0, train=TrainConfig(episodes=episodes, query=3, **train))
 
 
-def trained(method, images, episodes=10):
-    cell = make_cell(method, episodes)
+def trained(method, images, episodes=10, prefetch=0, **train_options):
+    cell = make_cell(method, episodes, **train_options)
     torch.manual_seed(0)
     model = build_model(cell, channels=1)
     optimizer, scheduler = make_optimizer(model, cell)
     sampler = EpisodeSampler(images, 5, 2, 3, seed=0)
-    state = train(model, optimizer, scheduler, sampler, images, TrainState(), cell, CPU)
+    state = train(model, optimizer, scheduler, sampler, images, TrainState(), cell, CPU,
+                  prefetch=prefetch)
     return model, state
+
+
+def assert_same_weights(first, second):
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("method", METHODS.names())
@@ -52,11 +58,31 @@ def test_same_seed_same_training(method, synthetic):
     first, first_state = trained(method, synthetic)
     second, second_state = trained(method, synthetic)
     assert [e["loss"] for e in first_state.log] == [e["loss"] for e in second_state.log]
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(first, second)
 
 
-def test_interrupted_training_resumes_to_identical_weights(synthetic):
+def test_prefetching_worker_trains_on_the_same_episodes(synthetic):
+    """A worker process sampling 3 episodes ahead changes nothing but the timing."""
+    inline, inline_state = trained("protonet", synthetic, episodes=12)
+    fetched, fetched_state = trained("protonet", synthetic, episodes=12, prefetch=3)
+    assert [e["loss"] for e in fetched_state.log] == [e["loss"] for e in inline_state.log]
+    assert_same_weights(inline, fetched)
+
+
+def test_bf16_training_runs_and_differs_from_fp32(synthetic):
+    """bfloat16 autocast: finite losses, other arithmetic (so another model id), fp32 evaluation."""
+    fp32, _ = trained("trm", synthetic, episodes=4)
+    bf16, state = trained("trm", synthetic, episodes=4, precision="bf16")
+    assert all(np.isfinite(entry["loss"]) for entry in state.log)
+    assert not all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(),
+                                                      bf16.state_dict().values()))
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    assert make_cell("trm", precision="bf16").training_id != make_cell("trm").training_id
+    assert "precision" not in make_cell("trm").training()["train"]  # ids from before stay valid
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_interrupted_training_resumes_to_identical_weights(synthetic, prefetch):
     cell = make_cell("protonet", episodes=8)
     straight, _ = trained("protonet", synthetic, episodes=8)
     torch.manual_seed(0)
@@ -66,7 +92,7 @@ def test_interrupted_training_resumes_to_identical_weights(synthetic):
     state = TrainState()
     calls = iter([False, False, False, True])
     train(model, optimizer, scheduler, sampler, synthetic, state, cell, CPU,
-          should_stop=lambda: next(calls, False))
+          should_stop=lambda: next(calls, False), prefetch=prefetch)
     assert state.episode == 4
     saved = (model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), sampler.state())
     torch.manual_seed(123)
@@ -77,9 +103,8 @@ def test_interrupted_training_resumes_to_identical_weights(synthetic):
     scheduler.load_state_dict(saved[2])
     sampler = EpisodeSampler(synthetic, 5, 2, 3, seed=7)
     sampler.set_state(saved[3])
-    train(resumed, optimizer, scheduler, sampler, synthetic, state, cell, CPU)
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
-        assert torch.equal(a, b)
+    train(resumed, optimizer, scheduler, sampler, synthetic, state, cell, CPU, prefetch=prefetch)
+    assert_same_weights(straight, resumed)
 
 
 def test_nan_loss_stops_with_numerical_fault(synthetic):
