@@ -114,10 +114,16 @@ class EpisodeSampler:
         return self._split(items)
 
     def _split(self, items: list[tuple[int, int]]) -> Episode:
-        per_class: dict[int, list[int]] = {}
-        for index, label in items:  # class-major, in learn2learn's random class order
-            per_class.setdefault(label, []).append(index)
-        rows = torch.tensor(list(per_class.values()), dtype=torch.int64)
+        """Rows of indices per class, classes in learn2learn's random order."""
+        pairs = np.asarray(items, dtype=np.int64)
+        labels = pairs[:, 1].reshape(self.way, -1)
+        if (labels == labels[:, :1]).all():  # learn2learn's class-major blocks: reshape
+            rows = torch.from_numpy(pairs[:, 0].reshape(self.way, -1))
+        else:
+            per_class: dict[int, list[int]] = {}
+            for index, label in items:
+                per_class.setdefault(label, []).append(index)
+            rows = torch.tensor(list(per_class.values()), dtype=torch.int64)
         return Episode(support=rows[:, : self.shot], query=rows[:, self.shot:])
 
     def state(self) -> tuple:
