@@ -95,8 +95,12 @@ def train_rows(images: ImageSet, channels: int, shape: TrainShape, device: torch
         "harness-prefetch": HarnessLoop(images, channels, shape, device, prefetch=PREFETCH),
         "plain": plain_module.PlainLoop(images.images, torch.from_numpy(images.labels),
                                         shape.way, shape.shot, shape.query, shape.seed, device),
+        "plain-nchw": plain_module.PlainLoop(images.images, torch.from_numpy(images.labels),
+                                             shape.way, shape.shot, shape.query, shape.seed,
+                                             device, channels_last=False),
     }
-    log(f"training throughput: harness (inline and --prefetch {PREFETCH}) vs plain loop, {shape.blocks} blocks of {shape.block} "
+    log(f"training throughput: harness (inline and --prefetch {PREFETCH}) vs plain loop "
+        f"(channels-last and NCHW), {shape.blocks} blocks of {shape.block} "
         f"episodes each ({shape.way}-way {shape.shot}-shot {shape.query}-query)")
     for loop in loops.values():
         loop.run(shape.block)  # warm-up: allocator, thread pools, first-call kernels

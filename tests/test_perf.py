@@ -52,7 +52,7 @@ def test_eval_rows_have_both_modes_and_equal_accuracies(data):
 
 def test_train_rows_time_harness_and_plain_loop(synthetic):
     rows = train_rows(synthetic, 1, TINY.train, CPU)
-    assert [row["loop"] for row in rows] == ["harness", "harness-prefetch", "plain"]
+    assert [row["loop"] for row in rows] == ["harness", "harness-prefetch", "plain", "plain-nchw"]
     assert all(row["method"] == "protonet" and row["episodes_per_s"] > 0 for row in rows)
 
 
