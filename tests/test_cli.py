@@ -82,6 +82,8 @@ def test_trained_model_is_shared_between_test_ways(tmp_path, glyph_cache):
     (["run", "--test-episodes", "0"], "--test-episodes must be positive, got 0"),
     (["run", "--train-episodes", "many"], "--train-episodes 'many' is not an integer"),
     (["run", "--seed", "x"], "--seed 'x' is not an integer"),
+    (["run", "--precision", "fp16"], "--precision 'fp16' is not valid; valid values: fp32, bf16"),
+    (["run", "--prefetch", "-2"], "--prefetch must be ≥ 0, got -2"),
     (["run", "--ways", "100000", *SMALL], "way=100000 is more than the"),
     (["run", *SMALL, "--shots", "5", "--query", "15"], "shot+query=5+15 is more than the 8"),
     (["run", "--dataset", "omniglot", "--data-root", "/nonexistent/dir"], "omniglot"),
