@@ -136,6 +136,16 @@ def test_cli_markdown_and_compare():
     assert isinstance(result.exception, BenchError)
 
 
+def test_symlinked_results_file_finds_its_per_episode_files(tmp_path):
+    """results/reference/omniglot.csv is a link to omniglot/results.csv: comparisons still pair."""
+    link = tmp_path / "reference.csv"
+    link.symlink_to((EXAMPLE / "results.csv").resolve())
+    result = CliRunner().invoke(report_command, [str(link), "--format", "markdown",
+                                                 "--compare", "trm"])
+    assert result.exit_code == 0, result.output
+    assert "| 5 | protonet | +0.74 ± 0.87 | 0.095 |" in result.output
+
+
 def test_cli_rich_table_renders(with_mismatched):
     result = CliRunner().invoke(report_command, [str(EXAMPLE), str(MISMATCHED), "--compare",
                                                  "trm"])
