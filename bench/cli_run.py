@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import signal
-import click
 
+import click
 
 
 class StopFlag:

@@ -96,9 +96,10 @@ def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = 
 
     if threads:
         torch.set_num_threads(threads)
-    if options.device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {options.device} but torch sees no CUDA device; use --device cpu")
     if options.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {options.device} but torch sees no CUDA device; "
+                             "use --device cpu")
         torch.backends.cudnn.benchmark = True  # training episodes all have one shape
     start = time.perf_counter()
     with live_progress() as bars:

@@ -104,12 +104,11 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
     true (then training returns early with ``state.episode`` < the total). ``prefetch`` > 0
     samples episodes that far ahead in a worker process (same episodes; see ``episode_feed``).
     """
-    progress = progress or Progress()
     if state.episode >= cell.train.episodes:
         return state
     with episode_feed(sampler, images.images, prefetch, device.type == "cuda") as feed:
         train_loop(model, optimizer, scheduler, feed, state, cell, device, validate, augment,
-                    progress, checkpoint, should_stop)
+                   progress, checkpoint, should_stop)
     return state
 
 
