@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 
@@ -70,7 +71,7 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
     console.print(frame_table(Table(title="Evaluation (cached includes the one-time embedding)"),
                               frames["eval"], ["method", "shot", "mode", "episodes",
                                                "episodes_per_s", "seconds", "acc",
-                                               "acc_matches"]))
+                                               "acc_matches", "embed_gflop", "head_gflop"]))
     console.print(frame_table(Table(title="Training loop"), frames["train"],
                               ["loop", "method", "way", "shot", "query", "episodes_per_s",
                                "min_episodes_per_s", "max_episodes_per_s"]))
@@ -78,13 +79,14 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
                               ["way", "shot", "query", "hw", "ms", "peak_mib", "bound_mib",
                                "query_chunk", "repeats", "status"]))
     console.print(frame_table(Table(title="Checks"), frames["checks"],
-                              ["check", "value", "required", "passed"]))
+                              ["check", "value", "required", "passed", "flop_bound"]))
 
 
 HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
            "min_episodes_per_s": "min ep/s", "max_episodes_per_s": "max ep/s",
            "peak_mib": "peak MiB", "bound_mib": "bound", "query_chunk": "chunk",
-           "repeats": "calls"}
+           "repeats": "calls", "embed_gflop": "embed GFLOP", "head_gflop": "head GFLOP",
+           "flop_bound": "FLOP bound"}
 
 
 def frame_table(table, frame, columns: list[str]):
@@ -98,7 +100,7 @@ def frame_table(table, frame, columns: list[str]):
 
 
 def format_value(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"

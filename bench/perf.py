@@ -152,7 +152,8 @@ SPEEDUP_REQUIRED = {"protonet": 15.0, "trm": 5.0}
 
 def speedup_checks(frame: pd.DataFrame):
     """Cached (largest count) / per-episode episodes/s per method and shot; the issue's bounds
-    apply at 10,000 episodes, smaller counts (--quick) are reported without a verdict."""
+    apply at 10,000 episodes, smaller counts (--quick) are reported without a verdict. Each row
+    also gives the FLOP bound on that speed-up (:func:`flop_bound`)."""
     for (method, shot), group in frame.groupby(["method", "shot"], sort=False):
         per_episode = group[group["mode"] == "per-episode"].iloc[0]
         cached = group[group["mode"] == "cached"].sort_values("episodes").iloc[-1]
@@ -162,4 +163,15 @@ def speedup_checks(frame: pd.DataFrame):
         yield {"check": f"speed-up cached/per-episode, {method} {shot}-shot, "
                         f"{int(cached['episodes'])} episodes",
                "value": round(speedup, 2), "required": f"≥ {bound:g}" if applies else "",
-               "passed": bool(speedup >= bound) if applies else None}
+               "passed": bool(speedup >= bound) if applies else None,
+               "flop_bound": flop_bound(cached)}
+
+
+def flop_bound(row) -> float | None:
+    """(embedding + head) / head GFLOP of one episode: the speed-up caching gives when the head
+    runs at the embedding's FLOP rate and the one-time embedding is free. Beating it needs a
+    head that runs faster per FLOP than the convolutions. None when the counter sees no
+    matrix product in the head (ProtoNet's distances)."""
+    if not row["head_gflop"] > 0:
+        return None
+    return round((row["embed_gflop"] + row["head_gflop"]) / row["head_gflop"], 2)

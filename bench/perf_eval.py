@@ -7,6 +7,14 @@ images; it does not depend on the count, so it is measured on the first few epis
 shortest list (after two untimed warm-up episodes, so that the first method timed does not pay
 for thread pools and kernel set-up), and those episodes' accuracies are compared, one by one,
 with the cached ones.
+
+Each row also carries the floating-point operations of one episode, counted by
+``torch.utils.flop_counter`` on the first test episode (it counts convolutions and matrix
+products, not elementwise work, reductions or ``cdist``): ``embed_gflop`` (embedding its images,
+which per-episode evaluation pays every episode and cached evaluation pays once per test image)
+and ``head_gflop`` (the method's head, which both pay every episode). Their ratio bounds the
+speed-up that caching can give: ``(embed + head) / head`` when the head runs at the embedding's
+FLOP rate.
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.data import ImageSet
 from bench.episodes import EpisodeList, EpisodeSampler, fixed_episodes
-from bench.runner import TrainState, build_model, evaluate, make_optimizer, train
+from bench.runner import TrainState, build_model, evaluate, make_optimizer, to_float, train
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,25 @@ def timed_evaluate(model, test_set: ImageSet, episodes: EpisodeList, device: tor
     return accuracies, time.perf_counter() - start
 
 
+@torch.no_grad()
+def episode_gflop(model, test_set: ImageSet, episodes: EpisodeList,
+                  device: torch.device) -> tuple[float, float]:
+    """GFLOP of embedding the first episode's images and of running the head on them.
+
+    The head is counted with the math attention kernel, whose matrix products the counter
+    sees (it has no formula for the CPU's fused kernel); the products are the same.
+    """
+    episode = episodes[0]
+    batch = to_float(test_set.images[episode.indices()], device)
+    with FlopCounterMode(display=False) as embedding:
+        features = model.embed(batch)
+    n_support = episode.support.numel()
+    with FlopCounterMode(display=False) as head, sdpa_kernel(SDPBackend.MATH):
+        model.head(features[:n_support], episode.support_labels().to(device),
+                   features[n_support:], episode.way)
+    return embedding.get_total_flops() / 1e9, head.get_total_flops() / 1e9
+
+
 def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, plan: EvalPlan,
                 device: torch.device, log=lambda message: None) -> list[dict]:
     """One per-episode row and one cached row per count, for one method and shot."""
@@ -78,8 +107,10 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
     evaluate(model, test_set, first(shortest, 2), device, mode="per-episode")  # warm-up, untimed
     reference, seconds = timed_evaluate(model, test_set, first(shortest, compared), device,
                                         "per-episode")
+    embed_gflop, head_gflop = episode_gflop(model, test_set, shortest, device)
     details = {"way": plan.way, "shot": shot, "query": plan.query,
-               "trained_episodes": plan.train_episodes, "compared_episodes": compared}
+               "trained_episodes": plan.train_episodes, "compared_episodes": compared,
+               "embed_gflop": round(embed_gflop, 4), "head_gflop": round(head_gflop, 4)}
 
     def row(mode: str, accuracies: np.ndarray, seconds: float, episodes_hash: str) -> dict:
         return {"method": label, "dataset": dataset, "mode": mode, "episodes": len(accuracies),

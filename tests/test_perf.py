@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from bench import cli_perf, perf
 from bench.config import Cell, MethodSpec
-from bench.perf_eval import EvalPlan, eval_rows
+from bench.episodes import fixed_episodes
+from bench.perf_eval import EvalPlan, episode_gflop, eval_rows
 from bench.perf_head import HeadCase, head_cases, head_rows, measure
 from bench.perf_train import TrainShape, load_plain_loop, train_rows
 from bench.runner import build_model
@@ -48,6 +49,23 @@ def test_eval_rows_have_both_modes_and_equal_accuracies(data):
     assert rows[rows["mode"] == "cached"]["episodes"].tolist() == [6, 15] * 3
     assert (rows[rows["mode"] == "per-episode"]["episodes"] == 4).all()
     assert rows["acc_matches"].all() and (rows["episodes_per_s"] > 0).all()
+
+
+def test_episode_flops_match_a_hand_count(synthetic):
+    """Conv-64F on 28×28: 4 convolutions; TRM head: projections, attention, cosine inner
+    products. The counter must see the attention (the CPU's fused kernel has no formula)."""
+    model = build_model(Cell(MethodSpec("trm"), "synthetic", (), 5, 1, 15, 1, 0), 1).eval()
+    episodes = fixed_episodes(synthetic, 5, 1, 15, 1, 0)
+    embed, head = episode_gflop(model, synthetic, episodes, CPU)
+    per_image = 2 * 9 * 64 * (28 * 28 * 1 + 14 * 14 * 64 + 2 * 7 * 7 * 64)
+    assert embed * 1e9 == pytest.approx(80 * per_image)
+    hw, rows = 49, 75 * 49
+    attention = 2 * 2 * rows * 5 * hw * 64  # scores and weighted sums, every (query, class)
+    projections = 2 * 64 * 64 * (rows + 3 * 5 * hw)  # W_q on queries; W_k, W_v, W_o on keys
+    inner = 2 * 75 * 5 * hw * 64
+    assert head * 1e9 == pytest.approx(attention + projections + inner)
+    assert perf.flop_bound({"embed_gflop": embed, "head_gflop": head}) == pytest.approx(
+        (embed + head) / head, abs=0.01)
 
 
 def test_train_rows_time_harness_and_plain_loop(synthetic):
