@@ -10,6 +10,7 @@ reads it as is. docs/perf.md describes every column.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ SPEEDUP_REQUIRED = {"protonet": 15.0, "trm": 5.0}
 def speedup_checks(frame: pd.DataFrame):
     """Cached (largest count) / per-episode episodes/s per method and shot; the issue's bounds
     apply at 10,000 episodes, smaller counts (--quick) are reported without a verdict. Each row
-    also gives the FLOP bound on that speed-up (:func:`flop_bound`)."""
+    also accounts for the speed-up in FLOP (:func:`flop_account`)."""
     for (method, shot), group in frame.groupby(["method", "shot"], sort=False):
         per_episode = group[group["mode"] == "per-episode"].iloc[0]
         cached = group[group["mode"] == "cached"].sort_values("episodes").iloc[-1]
@@ -164,14 +165,43 @@ def speedup_checks(frame: pd.DataFrame):
                         f"{int(cached['episodes'])} episodes",
                "value": round(speedup, 2), "required": f"≥ {bound:g}" if applies else "",
                "passed": bool(speedup >= bound) if applies else None,
-               "flop_bound": flop_bound(cached)}
+               **flop_account(per_episode, cached, bound),
+               "matmul_gflops": cached.get("matmul_gflops")}
 
 
-def flop_bound(row) -> float | None:
-    """(embedding + head) / head GFLOP of one episode: the speed-up caching gives when the head
-    runs at the embedding's FLOP rate and the one-time embedding is free. Beating it needs a
-    head that runs faster per FLOP than the convolutions. None when the counter sees no
-    matrix product in the head (ProtoNet's distances)."""
-    if not row["head_gflop"] > 0:
-        return None
-    return round((row["embed_gflop"] + row["head_gflop"]) / row["head_gflop"], 2)
+def flop_account(per_episode, cached, required: float | None) -> dict:
+    """What the speed-up of ``cached`` over ``per_episode`` is made of, in FLOP.
+
+    Per episode, per-episode evaluation runs E embedding GFLOP and H head GFLOP; cached
+    evaluation runs H plus its share u of the one-time embedding (``embedded_images`` over the
+    images its episodes hold). From the two measured times per episode, T_p = E/r_e + H/r_h and
+    T_c = H/r_h + u·E/r_e, follow the embedding's and the head's GFLOP/s, r_e and r_h.
+
+    - ``flop_speedup``: (E + H) / (H + u·E), the speed-up if every FLOP took the same time;
+    - ``embed_gflops``, ``head_gflops``: r_e and r_h as measured;
+    - ``head_gflops_needed``: the r_h at which, with r_e as measured, the speed-up would reach
+      ``required`` (inf when no head speed can).
+
+    Head FLOP are what the counter sees (matrix products); a head without any (ProtoNet's
+    distances) gets only ``embed_gflops``.
+    """
+    embed, head = cached["embed_gflop"], cached["head_gflop"]
+    images = cached["episodes"] * cached["way"] * (cached["shot"] + cached["query"])
+    share = cached["embedded_images"] / images
+    t_per_episode, t_cached = 1 / per_episode["episodes_per_s"], 1 / cached["episodes_per_s"]
+    account = {"flop_speedup": None, "embed_gflops": None, "head_gflops": None,
+               "head_gflops_needed": None}
+    if t_per_episode <= t_cached:
+        return account
+    embed_rate = embed * (1 - share) / (t_per_episode - t_cached)
+    account["embed_gflops"] = round(embed_rate, 1)
+    head_time = t_cached - share * embed / embed_rate
+    if not head > 0 or head_time <= 0:
+        return account
+    account["flop_speedup"] = round((embed + head) / (head + share * embed), 2)
+    account["head_gflops"] = round(head / head_time, 1)
+    if required is not None:
+        room = embed * (1 - required * share)
+        account["head_gflops_needed"] = (round(head * (required - 1) * embed_rate / room, 1)
+                                         if room > 0 else math.inf)
+    return account

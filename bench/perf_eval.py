@@ -12,13 +12,14 @@ Each row also carries the floating-point operations of one episode, counted by
 ``torch.utils.flop_counter`` on the first test episode (it counts convolutions and matrix
 products, not elementwise work, reductions or ``cdist``): ``embed_gflop`` (embedding its images,
 which per-episode evaluation pays every episode and cached evaluation pays once per test image)
-and ``head_gflop`` (the method's head, which both pay every episode). Their ratio bounds the
-speed-up that caching can give: ``(embed + head) / head`` when the head runs at the embedding's
-FLOP rate.
+and ``head_gflop`` (the method's head, which both pay every episode), and ``embedded_images``
+says how many images the row's evaluation embedded. Together they bound the speed-up caching can
+give when the head runs at the embedding's FLOP rate (``bench.perf.flop_bound``).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, replace
 
@@ -39,7 +40,7 @@ class EvalPlan:
     shots: tuple[int, ...] = (1, 5)
     query: int = 15
     counts: tuple[int, ...] = (600, 10_000)  # cached evaluations, one row each
-    per_episode: int = 200  # episodes re-embedded one by one (the first of the shortest list)
+    per_episode: int = 600  # episodes re-embedded one by one (the first of the shortest list)
     train_episodes: int = 100  # 5-way 1-shot training of each model before it is timed (0: none)
     seed: int = 0
 
@@ -96,6 +97,12 @@ def episode_gflop(model, test_set: ImageSet, episodes: EpisodeList,
     return embedding.get_total_flops() / 1e9, head.get_total_flops() / 1e9
 
 
+def unique_images(episodes: EpisodeList) -> int:
+    """How many distinct test images the episodes use: what cached evaluation embeds."""
+    used = torch.cat([episodes.support.reshape(-1), episodes.query.reshape(-1)])
+    return len(torch.unique(used))
+
+
 def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, plan: EvalPlan,
                 device: torch.device, log=lambda message: None) -> list[dict]:
     """One per-episode row and one cached row per count, for one method and shot."""
@@ -118,14 +125,33 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
                 **details, "seconds": seconds, "episodes_hash": episodes_hash}
 
     rows = [row("per-episode", reference, seconds, f"{shortest.hash}[:{compared}]")]
+    rows[0]["embedded_images"] = compared * plan.way * (shot + plan.query)
     for count in plan.counts:
         log(f"{label} {plan.way}-way {shot}-shot: cached, {count} episodes")
         accuracies, seconds = timed_evaluate(model, test_set, lists[count], device, "cached")
         rows.append(row("cached", accuracies, seconds, lists[count].hash))
+        rows[-1]["embedded_images"] = unique_images(lists[count])
         rows[-1]["acc_matches"] = same_prefix(lists[count], shortest, compared) and bool(
             np.array_equal(accuracies[:compared], reference))
     rows[0]["acc_matches"] = all(row["acc_matches"] for row in rows[1:])
     return rows
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one fp32 ``size``² matrix product on ``device`` (median of ``repeats``, after a
+    warm-up): what this machine's matrix products reach, to read the head's rate against."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times[1:]) / 1e9
 
 
 def eval_rows(specs: list[MethodSpec], train_set: ImageSet, test_set: ImageSet, channels: int,
@@ -133,10 +159,11 @@ def eval_rows(specs: list[MethodSpec], train_set: ImageSet, test_set: ImageSet, 
               log=lambda message: None) -> list[dict]:
     """Rows ``method, dataset, mode, episodes, episodes_per_s, acc`` (+ details) for every
     method and shot of the plan."""
+    peak = round(matmul_gflops(device), 1)
     rows = []
     for spec in specs:
         log(f"{spec.label}: training {plan.train_episodes} episodes before timing")
         model = trained_model(spec, train_set, channels, plan, device)
         for shot in plan.shots:
             rows += method_rows(spec.label, model, test_set, dataset, shot, plan, device, log)
-    return rows
+    return [{**row, "matmul_gflops": peak} for row in rows]

@@ -1,6 +1,7 @@
 """`bench perf` on tiny settings: exact columns, machine stamp, equal accuracies, head rows."""
 
 import dataclasses
+import math
 
 import pandas as pd
 import pytest
@@ -49,6 +50,10 @@ def test_eval_rows_have_both_modes_and_equal_accuracies(data):
     assert rows[rows["mode"] == "cached"]["episodes"].tolist() == [6, 15] * 3
     assert (rows[rows["mode"] == "per-episode"]["episodes"] == 4).all()
     assert rows["acc_matches"].all() and (rows["episodes_per_s"] > 0).all()
+    per_episode = rows[rows["mode"] == "per-episode"]
+    assert (per_episode["embedded_images"] == 4 * 5 * (1 + 3)).all()
+    cached = rows[rows["mode"] == "cached"]
+    assert (cached["embedded_images"] <= cached["episodes"] * 5 * 4).all()
 
 
 def test_episode_flops_match_a_hand_count(synthetic):
@@ -64,8 +69,24 @@ def test_episode_flops_match_a_hand_count(synthetic):
     projections = 2 * 64 * 64 * (rows + 3 * 5 * hw)  # W_q on queries; W_k, W_v, W_o on keys
     inner = 2 * 75 * 5 * hw * 64
     assert head * 1e9 == pytest.approx(attention + projections + inner)
-    assert perf.flop_bound({"embed_gflop": embed, "head_gflop": head}) == pytest.approx(
-        (embed + head) / head, abs=0.01)
+
+
+def test_flop_account_recovers_the_rates_behind_the_speed_up():
+    """E = 2, H = 1 GFLOP per episode; cached episodes embed 1/20 of their images once. With the
+    embedding at 100 GFLOP/s and the head at 50, an episode takes 40 ms re-embedded, 21 cached."""
+    cached = {"episodes": 10, "way": 5, "shot": 1, "query": 15, "embedded_images": 40,
+              "embed_gflop": 2.0, "head_gflop": 1.0, "episodes_per_s": 1 / 0.021}
+    per_episode = {"episodes_per_s": 1 / 0.040}
+    account = perf.flop_account(per_episode, cached, required=5.0)
+    assert account["embed_gflops"] == pytest.approx(100, abs=0.1)
+    assert account["head_gflops"] == pytest.approx(50, abs=0.1)
+    assert account["flop_speedup"] == pytest.approx(3 / 1.1, abs=0.01)
+    needed = account["head_gflops_needed"]  # at this head rate the speed-up is exactly 5
+    assert (2 / 100 + 1 / needed) / (1 / needed + 0.05 * 2 / 100) == pytest.approx(5, rel=1e-3)
+    assert perf.flop_account(per_episode, {**cached, "embedded_images": 200}, 5.0)[
+        "head_gflops_needed"] == math.inf  # a quarter of the images: 5× is out of reach
+    assert perf.flop_account(per_episode, {**cached, "head_gflop": 0.0}, 5.0)[
+        "head_gflops"] is None
 
 
 def test_train_rows_time_harness_and_plain_loop(synthetic):
