@@ -81,17 +81,25 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
     console.print(frame_table(Table(title="TRM head (eval, no grad)"), frames["trm_head"],
                               ["way", "shot", "query", "hw", "ms", "peak_mib", "bound_mib",
                                "query_chunk", "repeats", "status"]))
-    console.print(frame_table(Table(title="Checks"), frames["checks"],
-                              ["check", "value", "required", "passed", "flop_speedup",
-                               "embed_gflops", "head_gflops", "head_gflops_needed"]))
+    checks = frames["checks"]
+    if "flop_speedup" in checks:
+        speedups = checks[checks["method"].notna()].rename(columns={"value": "speedup"})
+        caption = ("equal-rate: the speed-up if every FLOP took the same time; GF/s: GFLOP/s "
+                   "measured; needed: the head GF/s the required speed-up needs (docs/perf.md)")
+        console.print(frame_table(Table(title="Speed-ups in FLOP", caption=caption),
+                                  speedups.assign(shot=speedups["shot"].astype(int)),
+                                  ["method", "shot", "speedup", "flop_speedup", "embed_gflops",
+                                   "head_gflops", "head_gflops_needed"]))
+    console.print(frame_table(Table(title="Checks"), checks,
+                              ["check", "value", "required", "passed"]))
 
 
 HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
            "min_episodes_per_s": "min ep/s", "max_episodes_per_s": "max ep/s",
            "peak_mib": "peak MiB", "bound_mib": "bound", "query_chunk": "chunk",
-           "repeats": "calls", "flop_speedup": "at equal FLOP/s",
-           "embed_gflops": "embed GFLOP/s", "head_gflops": "head GFLOP/s",
-           "head_gflops_needed": "head GFLOP/s needed"}
+           "repeats": "calls", "speedup": "speed-up", "flop_speedup": "equal-rate",
+           "embed_gflops": "embed GF/s", "head_gflops": "head GF/s",
+           "head_gflops_needed": "needed"}
 
 
 def frame_table(table, frame, columns: list[str]):

@@ -163,7 +163,8 @@ def speedup_checks(frame: pd.DataFrame):
         applies = bound is not None and cached["episodes"] >= 10_000
         yield {"check": f"speed-up cached/per-episode, {method} {shot}-shot, "
                         f"{int(cached['episodes'])} episodes",
-               "value": round(speedup, 2), "required": f"≥ {bound:g}" if applies else "",
+               "method": method, "shot": int(shot), "value": round(speedup, 2),
+               "required": f"≥ {bound:g}" if applies else "",
                "passed": bool(speedup >= bound) if applies else None,
                **flop_account(per_episode, cached, bound),
                "matmul_gflops": cached.get("matmul_gflops")}
