@@ -40,14 +40,66 @@ class EpisodesMismatch(BenchError):
 
 
 def with_episodes(frame):
-    """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies)."""
+    """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies).
+
+    Rows of one cell that are not seeds of one experiment get their own method labels
+    (:func:`distinguish_experiments`)."""
     if not len(frame):
         raise BenchError("the results hold no rows yet; finish a `bench run` first")
     frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
     frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
+    frame = distinguish_experiments(frame, CELL_KEYS)
     if "episodes" not in frame.columns:
         frame = frame.assign(episodes=[per_episode(row) for _, row in frame.iterrows()])
     return frame
+
+
+# Settings that the cell keys already hold, or that tell seeds of one experiment apart.
+_CELL_SETTINGS = {"dataset", "way", "shot", "method", "method_label", "method_params.backbone",
+                  "seed"}
+
+
+def distinguish_experiments(frame, keys: list[str]):
+    """Rows of a cell (``keys``) are pooled as seeds of one experiment. Rows whose settings differ
+    in more than the seed (say a 1-shot- and a 5-shot-trained model tested at 5-shot) are
+    different experiments: pooling them would average two models and, on a shared seed, count
+    the same episodes twice. Their ``method`` gets the differing settings appended,
+    ``protonet [train.shot=1]`` and ``protonet [train.shot=5]``, so they stay apart in tables,
+    comparisons and checks. ``frame`` needs a fresh RangeIndex."""
+    if "config" not in frame.columns or not len(frame):
+        return frame
+    settings = [flat_settings(text) for text in frame["config"]]
+    methods = frame["method"].astype(str).tolist()
+    for positions in frame.groupby(keys, sort=False).indices.values():
+        rows = [settings[i] for i in positions]
+        names = sorted({name for row in rows for name in row} - _CELL_SETTINGS)
+        differing = [name for name in names if len({repr(row.get(name)) for row in rows}) > 1]
+        if not differing:
+            continue
+        for i in positions:
+            detail = ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
+            methods[i] = f"{methods[i]} [{detail}]"
+    return frame.assign(method=methods)
+
+
+def flat_settings(text) -> dict:
+    """A results row's ``config`` JSON as {dotted name: value}; {} when absent."""
+    import json
+
+    if not isinstance(text, str) or not text:
+        return {}
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                walk(f"{prefix}{name}." if isinstance(inner, dict) else f"{prefix}{name}", inner)
+        else:
+            flat[prefix] = value
+
+    for name, value in json.loads(text).items():
+        walk(f"{name}." if isinstance(value, dict) else name, value)
+    return flat
 
 
 def cell_label(key: dict) -> str:

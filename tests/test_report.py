@@ -1,5 +1,6 @@
 """bench.report, bench.tables, bench.plots and `bench report` on the checked-in example results."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as scipy_stats
 
-from bench import plots, report, tables
+from bench import check, plots, report, tables
 from bench.cli_report import report_command
 from bench.errors import BenchError
 from bench.results import load
@@ -34,6 +35,31 @@ def episodes_of(frame, method, shot):
     rows = rows.sort_values("episodes_hash")
     return np.concatenate([np.load(EXAMPLE / "per_episode" / f"{cell}.npy")
                            for cell in rows["cell_id"]]) * 100
+
+
+def test_rows_of_different_experiments_are_not_pooled(frame):
+    """A 1-shot- and a 5-shot-trained protonet tested at 5-shot are two rows, not two seeds."""
+    def trained_at(row, shot):
+        config = json.loads(row["config"])
+        config["train"] = {"shot": shot, "way": 5}
+        return json.dumps(config)
+
+    edited = frame.copy()
+    cell = (edited["method"] == "protonet") & (edited["shot"] == 5)
+    edited.loc[cell, "config"] = [trained_at(row, 1 if row["seed"] == 0 else 5)
+                                  for _, row in edited[cell].iterrows()]
+    summary = report.summarize(edited).set_index(["method", "shot"])
+    assert summary.loc[("protonet [train.shot=1]", 5), "n_seeds"] == 1
+    assert summary.loc[("protonet [train.shot=5]", 5), "n_seeds"] == 1
+    assert ("protonet", 5) not in summary.index
+    assert summary.loc[("protonet", 1), "n_seeds"] == 2  # the 1-shot cell is one experiment
+    assert summary.loc[("trm", 5), "n_seeds"] == 2
+    assert {key[0] for key in check.cell_accuracies(edited)} == {
+        "trm", "cosine", "protonet", "protonet [train.shot=1]", "protonet [train.shot=5]"}
+    with pytest.raises(BenchError, match=r"protonet \[train.shot=5\] and protonet "
+                                         r"\[train.shot=1\] in glyphs 5-way 5-shot were "
+                                         "measured on different episodes"):
+        report.compare(edited, "protonet [train.shot=5]")  # seed 1's episodes vs seed 0's
 
 
 def test_summary_pools_seeds(frame):
