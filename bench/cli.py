@@ -41,6 +41,9 @@ _attach_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors with exit code 2 for anything the user can fix."""
+    from bench.env import keep_freed_memory
+
+    keep_freed_memory()
     try:
         code = cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except BenchError as error:

@@ -3,7 +3,9 @@ precision, and learn2learn's episode sampling alone.
 
 Usage: python benchmarks/step_times.py --data-root ../shared/data/omniglot [--threads 2]
        [--methods protonet,cosine,trm] [--ways 20,60] [--shots 1,5]
-Prints one line per case: the mean of 10 steps after 3 warm-up steps (ms).
+Prints one line per case: the mean of 10 steps after 3 warm-up steps (ms). Like `bench`, it
+keeps freed memory in the process (bench.env.keep_freed_memory); FEWSHOT_BENCH_SYSTEM_MALLOC=1
+measures glibc's default instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.config import Cell, MethodSpec, TrainConfig
+from bench.env import keep_freed_memory
 from bench.episodes import EpisodeSampler
 from bench.grid import RunOptions, load_adapter
 from bench.runner import build_model, make_optimizer, train_step
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--shots", default="1,5")
     parser.add_argument("--query", type=int, default=5)
     args = parser.parse_args()
+    print(f"keep freed memory: {keep_freed_memory()}")
     torch.set_num_threads(args.threads)
     ways = [int(w) for w in args.ways.split(",")]
     shots = [int(s) for s in args.shots.split(",")]
