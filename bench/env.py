@@ -79,8 +79,8 @@ def keep_freed_memory() -> bool:
     64×28×28 floats, 120 MB a layer) pays a page fault for every 4 KiB it touches, every step.
     Raising the mmap and trim thresholds to 1 GiB keeps such blocks in the heap for the next
     step. Measured on the 2-core Xeon (benchmarks/step_times.py, docs/perf.md): 60-way 5-shot
-    ProtoNet steps 1.5× faster, kernel time 8.8 → 1.4 s of a 20 s run. The cost is that
-    the process keeps its peak heap until it exits.
+    ProtoNet steps 1.4–1.5× faster, kernel time 7.2–7.6 → 1.3–1.6 s of a ~20 s run. The cost:
+    ~0.5 GB more peak memory there, which the process keeps until it exits.
 
     Linux with glibc only; FEWSHOT_BENCH_SYSTEM_MALLOC=1 leaves the allocator alone. Returns
     whether the setting was applied.
