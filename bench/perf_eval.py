@@ -13,8 +13,8 @@ Each row also carries the floating-point operations of one episode, counted by
 products, not elementwise work, reductions or ``cdist``): ``embed_gflop`` (embedding its images,
 which per-episode evaluation pays every episode and cached evaluation pays once per test image)
 and ``head_gflop`` (the method's head, which both pay every episode), and ``embedded_images``
-says how many images the row's evaluation embedded. Together they bound the speed-up caching can
-give when the head runs at the embedding's FLOP rate (``bench.perf.flop_bound``).
+says how many images the row's evaluation embedded. From them and the two measured rates,
+``bench.perf.flop_account`` says what the speed-up is made of.
 """
 
 from __future__ import annotations
