@@ -37,7 +37,7 @@ def episodes_of(frame, method, shot):
                            for cell in rows["cell_id"]]) * 100
 
 
-def test_rows_of_different_experiments_are_not_pooled(frame):
+def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypatch):
     """A 1-shot- and a 5-shot-trained protonet tested at 5-shot are two rows, not two seeds."""
     def trained_at(row, shot):
         config = json.loads(row["config"])
@@ -60,6 +60,11 @@ def test_rows_of_different_experiments_are_not_pooled(frame):
                                          r"\[train.shot=1\] in glyphs 5-way 5-shot were "
                                          "measured on different episodes"):
         report.compare(edited, "protonet [train.shot=5]")  # seed 1's episodes vs seed 0's
+    curves, draw = [], plots.curves_figure
+    monkeypatch.setattr(plots, "curves_figure", lambda logs, *args: curves.append(sorted(logs))
+                        or draw(logs, *args))
+    assert plots.write_plots(edited, tmp_path)
+    assert ["cosine", "protonet [train.shot=1]", "protonet [train.shot=5]", "trm"] in curves
 
 
 def test_summary_pools_seeds(frame):
