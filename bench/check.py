@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import stats
 from bench.errors import BenchError
-from bench.report import distinguish_experiments
+from bench.report import pooling_rows
 from bench.results import COLUMNS, atomic_write_text, load
 
 CHECK_KEYS = ["method", "dataset", "split", "backbone", "way", "shot"]
@@ -73,9 +73,7 @@ class CellCheck:
 
 def cell_accuracies(frame) -> dict:
     """{cell key: (acc, ci95)} over seeds: mean accuracy, CI of that mean from the seeds' CIs."""
-    frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
-    frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
-    frame = distinguish_experiments(frame, CHECK_KEYS)  # pool seeds, not experiments
+    frame = pooling_rows(frame, CHECK_KEYS)  # pool seeds, not experiments
     cells = {}
     for key, rows in frame.groupby(CHECK_KEYS, sort=True):
         cells[tuple(key)] = (float(rows["acc"].mean()), stats.combined_ci(rows["ci95"]))

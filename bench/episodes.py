@@ -147,6 +147,10 @@ class EpisodeList:
     def __getitem__(self, i: int) -> Episode:
         return Episode(self.support[i], self.query[i])
 
+    def used_images(self) -> torch.Tensor:
+        """The distinct image indices the episodes use, sorted: what cached evaluation embeds."""
+        return torch.unique(torch.cat([self.support.reshape(-1), self.query.reshape(-1)]))
+
 
 def fixed_episodes(image_set: ImageSet, way: int, shot: int, query: int, count: int,
                    seed: int) -> EpisodeList:

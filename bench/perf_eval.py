@@ -97,12 +97,6 @@ def episode_gflop(model, test_set: ImageSet, episodes: EpisodeList,
     return embedding.get_total_flops() / 1e9, head.get_total_flops() / 1e9
 
 
-def unique_images(episodes: EpisodeList) -> int:
-    """How many distinct test images the episodes use: what cached evaluation embeds."""
-    used = torch.cat([episodes.support.reshape(-1), episodes.query.reshape(-1)])
-    return len(torch.unique(used))
-
-
 def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, plan: EvalPlan,
                 device: torch.device, log=lambda message: None) -> list[dict]:
     """One per-episode row and one cached row per count, for one method and shot."""
@@ -130,7 +124,7 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
         log(f"{label} {plan.way}-way {shot}-shot: cached, {count} episodes")
         accuracies, seconds = timed_evaluate(model, test_set, lists[count], device, "cached")
         rows.append(row("cached", accuracies, seconds, lists[count].hash))
-        rows[-1]["embedded_images"] = unique_images(lists[count])
+        rows[-1]["embedded_images"] = len(lists[count].used_images())
         rows[-1]["acc_matches"] = same_prefix(lists[count], shortest, compared) and bool(
             np.array_equal(accuracies[:compared], reference))
     rows[0]["acc_matches"] = all(row["acc_matches"] for row in rows[1:])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import CELL_KEYS, GROUP_KEYS, distinguish_experiments, summarize
+from bench.report import CELL_KEYS, GROUP_KEYS, pooling_rows, summarize
 from bench.results import log_path
 
 DPI = 150
@@ -188,9 +188,7 @@ def write_plots(frame, out_dir, ci_method: str = "normal") -> list[Path]:
     """All figures for the results rows ``frame`` into ``out_dir``; returns the files written."""
     out_dir = Path(out_dir)
     summary = summarize(frame, ci_method)
-    frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
-    frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
-    frame = distinguish_experiments(frame, CELL_KEYS)  # the labels summarize gave them
+    frame = pooling_rows(frame, CELL_KEYS)  # the labels summarize gave them
     colors = method_colors(summary["method"])
     paths = []
     for key, _ in summary.groupby(GROUP_KEYS, sort=True):

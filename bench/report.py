@@ -20,6 +20,7 @@ else is refused, saying which hashes differ. Holm's correction runs over all com
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,9 +47,7 @@ def with_episodes(frame):
     (:func:`distinguish_experiments`)."""
     if not len(frame):
         raise BenchError("the results hold no rows yet; finish a `bench run` first")
-    frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
-    frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
-    frame = distinguish_experiments(frame, CELL_KEYS)
+    frame = pooling_rows(frame, CELL_KEYS)
     if "episodes" not in frame.columns:
         frame = frame.assign(episodes=[per_episode(row) for _, row in frame.iterrows()])
     return frame
@@ -57,6 +56,14 @@ def with_episodes(frame):
 # Settings that the cell keys already hold, or that tell seeds of one experiment apart.
 _CELL_SETTINGS = {"dataset", "way", "shot", "method", "method_label", "method_params.backbone",
                   "seed"}
+
+
+def pooling_rows(frame, keys: list[str]):
+    """Results rows ready to pool by ``keys``: each cell_id once, empty split/backbone as "",
+    and the rows of different experiments relabelled (:func:`distinguish_experiments`)."""
+    frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
+    frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
+    return distinguish_experiments(frame, keys)
 
 
 def distinguish_experiments(frame, keys: list[str]):
@@ -84,21 +91,17 @@ def distinguish_experiments(frame, keys: list[str]):
 
 def flat_settings(text) -> dict:
     """A results row's ``config`` JSON as {dotted name: value}; {} when absent."""
-    import json
-
-    if not isinstance(text, str) or not text:
-        return {}
     flat = {}
 
     def walk(prefix: str, value) -> None:
         if isinstance(value, dict):
             for name, inner in value.items():
-                walk(f"{prefix}{name}." if isinstance(inner, dict) else f"{prefix}{name}", inner)
+                walk(f"{prefix}{name}.", inner)
         else:
-            flat[prefix] = value
+            flat[prefix.removesuffix(".")] = value
 
-    for name, value in json.loads(text).items():
-        walk(f"{name}." if isinstance(value, dict) else name, value)
+    if isinstance(text, str) and text:
+        walk("", json.loads(text))
     return flat
 
 

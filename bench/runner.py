@@ -161,7 +161,7 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
         mode = "per-episode"
     progress = progress or Progress()
     if mode == "cached":
-        used = torch.unique(torch.cat([episodes.support.reshape(-1), episodes.query.reshape(-1)]))
+        used = episodes.used_images()
         features = embed_all(model, image_set.images[used], device)
         position = torch.full((len(image_set.images),), -1, dtype=torch.int64)
         position[used] = torch.arange(len(used))

@@ -39,15 +39,15 @@ def main() -> None:
     ways = [int(w) for w in args.ways.split(",")]
     shots = [int(s) for s in args.shots.split(",")]
     options = RunOptions(out_dir=Path("."), data_root=Path(args.data_root))
-    train_set = None
+    adapter = load_adapter(Cell(MethodSpec("protonet"), "omniglot", (), 5, 1, 15, 100, 0),
+                           options)
+    train_set = adapter.load("train")
     for method in args.methods.split(","):
         for way in ways:
             for shot in shots:
                 for precision in ("fp32", "bf16"):
                     cell = Cell(MethodSpec(method), "omniglot", (), 5, shot, 15, 100, 0,
                                 TrainConfig(way=way, query=args.query, precision=precision))
-                    adapter = load_adapter(cell, options)
-                    train_set = adapter.load("train")
                     torch.manual_seed(0)
                     model = build_model(cell, adapter.channels)
                     optimizer, scheduler = make_optimizer(model, cell)
