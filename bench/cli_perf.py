@@ -78,8 +78,10 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
     console.print(frame_table(Table(title="Training loop"), frames["train"],
                               ["loop", "method", "way", "shot", "query", "episodes_per_s",
                                "min_episodes_per_s", "max_episodes_per_s"]))
-    console.print(frame_table(Table(title="TRM head (eval, no grad)"), frames["trm_head"],
-                              ["way", "shot", "query", "hw", "ms", "peak_mib", "bound_mib",
+    console.print(frame_table(Table(title="TRM head (eval: no grad; train: forward + backward)"),
+                              frames["trm_head"],
+                              ["way", "shot", "query", "hw", "normalize", "phase", "ms",
+                               "peak_mib", "bound_mib",
                                "query_chunk", "repeats", "status"]))
     checks = frames["checks"]
     if "flop_speedup" in checks:
@@ -104,7 +106,7 @@ HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
 
 def frame_table(table, frame, columns: list[str]):
     for column in columns:
-        text = column in ("method", "check", "mode")
+        text = column in ("method", "check", "mode", "normalize", "phase")
         table.add_column(HEADERS.get(column, column), justify="left" if text else "right",
                          no_wrap=column != "check")
     for row in frame[columns].itertuples(index=False):

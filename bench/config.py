@@ -51,7 +51,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method and its parameter overrides, e.g. ``trm(attn_dim=128,dual_softmax=true)``."""
+    """A method and its parameter overrides, e.g. ``trm(attn_dim=128,normalize=row)``."""
 
     name: str
     params: tuple[tuple[str, str], ...] = ()
@@ -71,7 +71,7 @@ _SPEC = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\((.*)\))?\s*$")
 
 
 def parse_methods(text: str) -> list[MethodSpec]:
-    """``"trm,protonet,trm(attn_dim=128,dual_softmax=true)"`` → method specs (validated)."""
+    """``"trm,protonet,trm(attn_dim=128,normalize=row)"`` → method specs (validated)."""
     items, depth, current = [], 0, ""
     for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)

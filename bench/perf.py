@@ -29,7 +29,7 @@ SCHEMA_VERSION = 1
 COLUMNS = {
     "eval": ["method", "dataset", "mode", "episodes", "episodes_per_s", "acc"],
     "train": ["loop", "method", "episodes_per_s"],
-    "trm_head": ["way", "shot", "query", "hw", "ms", "peak_mib"],
+    "trm_head": ["way", "shot", "query", "hw", "normalize", "phase", "ms", "peak_mib"],
 }
 
 
@@ -135,17 +135,39 @@ def checks(frames: dict[str, pd.DataFrame], max_attn_mib: int) -> pd.DataFrame:
     ratio = rates["harness"] / rates["plain"]
     rows.append({"check": "training episodes/s, harness / plain", "value": round(ratio, 3),
                  "required": "≥ 0.9", "passed": bool(ratio >= 0.9)})
-    head = frames["trm_head"]
-    for (way, shot), required in (((5, 5), f"≤ {max_attn_mib} MiB"), ((20, 5), "no OOM")):
-        case = head[(head["way"] == way) & (head["shot"] == shot) & (head["hw"] == 441)]
+    rows += head_checks(frames["trm_head"], max_attn_mib)
+    return pd.DataFrame(rows)
+
+
+DUAL_OVER_ROW_REQUIRED = 1.3
+
+
+def head_checks(head: pd.DataFrame, max_attn_mib: int) -> list[dict]:
+    """Peak memory of the default (dual) head within its bound, in both phases, and the dual
+    normalisation's cost against the row softmax's, for every measured (shot, HW, phase)."""
+    rows = []
+    limits = (((5, 5, "eval"), f"≤ {max_attn_mib} MiB"), ((5, 5, "train"), f"≤ {max_attn_mib} MiB"),
+              ((20, 5, "eval"), "no OOM"))
+    for (way, shot, phase), required in limits:
+        case = head[(head["way"] == way) & (head["shot"] == shot) & (head["hw"] == 441)
+                    & (head["phase"] == phase) & (head["normalize"] == "dual")]
         if case.empty:
             continue
         row = case.iloc[0]
         passed = row["status"] == "ok" and (way == 20 or bool(row["within_bound"]))
-        rows.append({"check": f"trm head peak MiB, {way}-way {shot}-shot HW=441",
+        rows.append({"check": f"trm head peak MiB, {way}-way {shot}-shot HW=441, {phase}",
                      "value": round(float(row["peak_mib"]), 1), "required": required,
                      "passed": passed})
-    return pd.DataFrame(rows)
+    times = head[head["way"] == 5].pivot_table(index=["shot", "hw", "phase"],
+                                               columns="normalize", values="ms")
+    if {"dual", "row"} <= set(times.columns):
+        for (shot, hw, phase), pair in times.iterrows():
+            ratio = pair["dual"] / pair["row"]
+            rows.append({"check": f"trm head dual / row time, 5-way {shot}-shot HW={hw}, {phase}",
+                         "value": round(float(ratio), 2),
+                         "required": f"≤ {DUAL_OVER_ROW_REQUIRED}",
+                         "passed": bool(ratio <= DUAL_OVER_ROW_REQUIRED)})
+    return rows
 
 
 SPEEDUP_REQUIRED = {"protonet": 15.0, "trm": 5.0}

@@ -1,7 +1,10 @@
 """Time and peak memory of the TRM head alone, each configuration in a fresh Python process.
 
-The head runs in eval mode under ``no_grad`` on random feature maps [N, 64, h, w] (h·w = 49 is
-Conv-64F on 28×28 images, 441 on 84×84). Peak memory is measured around the first head call
+The head runs on random feature maps [N, 64, h, w] (h·w = 49 is Conv-64F on 28×28 images, 441
+on 84×84), with each normalisation of its weights (``normalize``: dual, the default, and row) and
+in two phases: ``eval`` (eval mode, under ``no_grad``: cached evaluation) and ``train`` (train
+mode, the head's forward and backward pass from a cross-entropy loss, gradients flowing into the
+feature maps as they do into the backbone). Peak memory is measured around the first head call
 only, after the inputs exist and after a tiny warm-up call, so it is what the head itself adds:
 
 - CUDA: ``torch.cuda.max_memory_allocated`` after the call minus ``memory_allocated`` before;
@@ -15,6 +18,7 @@ hiding the next one's; a process killed by the system (out of memory) is reporte
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import resource
@@ -42,6 +46,13 @@ class HeadCase:
     threads: int
     device: str = "cpu"
     seed: int = 0
+    normalize: str = "dual"
+    phase: str = "eval"
+
+
+# A training step's attention costs about this many times its forward pass (forward, and a
+# backward pass of about two and a half forward passes, weights recomputed).
+TRAIN_FLOP_FACTOR = 3.5
 
 
 def attention_flop(way: int, shot: int, query: int, hw: int, attn_dim: int = 64) -> float:
@@ -50,16 +61,19 @@ def attention_flop(way: int, shot: int, query: int, hw: int, attn_dim: int = 64)
 
 
 def head_cases(ways, shots, queries, hws, max_repeats: int, flop_budget: float,
-               max_attn_mib: int, threads: int, device: str) -> list[HeadCase]:
-    """The grid; each case repeats up to ``max_repeats`` times within ``flop_budget`` (≥ once)."""
+               max_attn_mib: int, threads: int, device: str, normalizes=("dual", "row"),
+               train_ways=(5,)) -> list[HeadCase]:
+    """The grid: every normalisation in eval, and in training at ``train_ways``; each case
+    repeats up to ``max_repeats`` times within ``flop_budget`` (≥ once)."""
     cases = []
-    for way in ways:
-        for shot in shots:
-            for query in queries:
-                for hw in hws:
-                    fits = int(flop_budget // attention_flop(way, shot, query, hw))
-                    cases.append(HeadCase(way, shot, query, hw, max(1, min(max_repeats, fits)),
-                                          max_attn_mib, threads, device))
+    for way, shot, query, hw in itertools.product(ways, shots, queries, hws):
+        phases = ("eval", "train") if way in train_ways else ("eval",)
+        for phase, normalize in itertools.product(phases, normalizes):
+            flop = attention_flop(way, shot, query, hw) * (TRAIN_FLOP_FACTOR
+                                                           if phase == "train" else 1)
+            repeats = max(1, min(max_repeats, int(flop_budget // flop)))
+            cases.append(HeadCase(way, shot, query, hw, repeats, max_attn_mib, threads,
+                                  device, normalize=normalize, phase=phase))
     return cases
 
 
@@ -67,6 +81,7 @@ def measure(case: HeadCase) -> dict:
     """Row ``way, shot, query, hw, ms, peak_mib`` (+ bound and details) of one case, measured in
     a child process."""
     row = {"way": case.way, "shot": case.shot, "query": case.query, "hw": case.hw,
+           "normalize": case.normalize, "phase": case.phase,
            "ms": math.nan, "peak_mib": math.nan, "bound_mib": case.max_attn_mib,
            "within_bound": False, "repeats": case.repeats, "query_chunk": None,
            "memory_source": None, "status": "ok"}
@@ -100,32 +115,54 @@ def run_case(case: HeadCase) -> dict:
     torch.manual_seed(case.seed)
     device = torch.device(case.device)
     trm = METHODS.get("trm")
-    model = trm(trm.Config(max_attn_mib=case.max_attn_mib), 1).to(device).eval()
+    training = case.phase == "train"
+    config = trm.Config(max_attn_mib=case.max_attn_mib, normalize=case.normalize)
+    model = trm(config, 1).to(device).train(training)
     side = math.isqrt(case.hw)
     shape = (FEATURE_CHANNELS, side, case.hw // side)
-    support = torch.randn(case.way * case.shot, *shape, device=device)
-    query = torch.randn(case.way * case.query, *shape, device=device)
+    support = torch.randn(case.way * case.shot, *shape, device=device, requires_grad=training)
+    query = torch.randn(case.way * case.query, *shape, device=device, requires_grad=training)
     labels = torch.arange(case.way, device=device).repeat_interleave(case.shot)
-    with torch.no_grad():
-        model.head(support[: 2 * case.shot], labels[: 2 * case.shot], query[:1], 2)  # warm-up
+    with torch.set_grad_enabled(training):
+        step = HeadStep(model, support, labels, query, case.way, device)
+        step(2)  # warm-up on a 2-way sub-episode
         meter = PeakMemory(device)
-        seconds = [timed_head(model, support, labels, query, case.way, device)]
+        seconds = [step()]
         peak_mib, source = meter.peak_mib()
-        seconds += [timed_head(model, support, labels, query, case.way, device)
-                    for _ in range(case.repeats - 1)]
+        seconds += [step() for _ in range(case.repeats - 1)]
     chunk = model.query_chunk_size(case.hw, case.shot * case.hw, case.way)
     return {"ms": 1000 * statistics.median(seconds), "peak_mib": peak_mib,
             "query_chunk": min(chunk, case.way * case.query), "memory_source": source}
 
 
-def timed_head(model, support, labels, query, way: int, device) -> float:
-    import torch
+@dataclass
+class HeadStep:
+    """One timed head call: forward only, or (grad enabled) forward and backward of the
+    cross-entropy of the query predictions."""
 
-    start = time.perf_counter()
-    model.head(support, labels, query, way)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    model: object
+    support: object
+    labels: object
+    query: object
+    way: int
+    device: object
+
+    def __call__(self, way: int | None = None) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        way = way or self.way
+        shots = len(self.support) // self.way
+        support, labels = self.support[: way * shots], self.labels[: way * shots]
+        query = self.query[: way] if way != self.way else self.query
+        start = time.perf_counter()
+        logits = self.model.head(support, labels, query, way)
+        if torch.is_grad_enabled():
+            targets = torch.arange(len(query), device=self.device) % way
+            F.cross_entropy(logits, targets).backward()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
 
 class PeakMemory:
@@ -179,7 +216,7 @@ class PeakMemory:
 def head_rows(cases: list[HeadCase], log=lambda message: None) -> list[dict]:
     rows = []
     for case in cases:
-        log(f"trm head: {case.way}-way {case.shot}-shot {case.query}-query, HW={case.hw}, "
-            f"{case.repeats} call(s)")
+        log(f"trm head ({case.normalize}, {case.phase}): {case.way}-way {case.shot}-shot "
+            f"{case.query}-query, HW={case.hw}, {case.repeats} call(s)")
         rows.append(measure(case))
     return rows

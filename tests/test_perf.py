@@ -114,20 +114,36 @@ def test_plain_loop_has_the_harness_backbone_and_loss(synthetic):
 
 
 def test_head_rows_measure_time_and_memory_in_a_child_process():
-    cases = head_cases((2,), (1,), (2,), (4, 9), 2, 1e12, 64, 1, "cpu")
+    cases = head_cases((2,), (1,), (2,), (4, 9), 2, 1e12, 64, 1, "cpu", train_ways=(2,))
     rows = pd.DataFrame(head_rows(cases))
-    assert list(rows.columns[:6]) == perf.COLUMNS["trm_head"]
-    assert rows["status"].tolist() == ["ok", "ok"]
+    assert list(rows.columns[:8]) == perf.COLUMNS["trm_head"]
+    assert rows["status"].tolist() == ["ok"] * 8
+    assert set(zip(rows["normalize"], rows["phase"])) == {
+        ("dual", "eval"), ("row", "eval"), ("dual", "train"), ("row", "train")}
     assert (rows["ms"] > 0).all() and (rows["peak_mib"] >= 0).all()
     assert rows["within_bound"].all() and (rows["repeats"] == 2).all()
 
 
 def test_head_cases_repeat_within_the_flop_budget():
     cases = head_cases((5, 20), (1, 5), (15,), (49, 441), 5, 3e11, 2048, 2, "cpu")
-    assert len(cases) == 8
+    assert len(cases) == 4 * 4 + 4 * 2  # 5-way: 2 phases × 2 normalisations; 20-way: eval
+    assert {case.phase for case in cases if case.way == 20} == {"eval"}
     largest = max(cases, key=lambda case: case.way * case.shot * case.hw)
     assert (largest.way, largest.shot, largest.hw, largest.repeats) == (20, 5, 441, 1)
     assert max(case.repeats for case in cases) == 5
+    train = [case for case in cases if case.phase == "train" and case.hw == 441]
+    assert [case.repeats for case in train if case.shot == 5] == [1, 1]  # 3.5 × 93 GFLOP
+
+
+def test_head_checks_compare_dual_with_row_in_each_phase():
+    rows = [{"way": 5, "shot": shot, "query": 15, "hw": hw, "normalize": normalize,
+             "phase": phase, "ms": ms, "peak_mib": 10.0, "within_bound": True, "status": "ok"}
+            for shot, hw, phase in [(5, 441, "eval"), (5, 441, "train")]
+            for normalize, ms in [("row", 100.0), ("dual", 125.0 if phase == "eval" else 140.0)]]
+    checks = pd.DataFrame(perf.head_checks(pd.DataFrame(rows), 2048)).set_index("check")
+    assert checks.loc["trm head dual / row time, 5-way 5-shot HW=441, eval", "passed"]
+    assert not checks.loc["trm head dual / row time, 5-way 5-shot HW=441, train", "passed"]
+    assert checks.loc["trm head peak MiB, 5-way 5-shot HW=441, train", "passed"]
 
 
 def test_failed_child_is_reported_not_raised():

@@ -47,11 +47,11 @@ def test_entry_point_plugins_are_found(monkeypatch):
 
 
 def test_method_specs_with_parameters():
-    specs = parse_methods("protonet, trm(attn_dim=128,dual_softmax=true),cosine")
-    assert [s.label for s in specs] == ["protonet", "trm(attn_dim=128,dual_softmax=true)",
+    specs = parse_methods("protonet, trm(attn_dim=128,normalize=row),cosine")
+    assert [s.label for s in specs] == ["protonet", "trm(attn_dim=128,normalize=row)",
                                         "cosine"]
     config = specs[1].config()
-    assert config.attn_dim == 128 and config.dual_softmax is True
+    assert config.attn_dim == 128 and config.normalize == "row"
 
 
 @pytest.mark.parametrize("text, message", [

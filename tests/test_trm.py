@@ -1,105 +1,240 @@
-"""TRM against a hand computation, and its options, shapes and chunking."""
+"""TRM against an independent float64 implementation of the patent's formulas 1–3.
 
+The reference below is written from docs/trm.md, not from methods/trm.py: explicit loops over
+(query, class, key set), numpy in float64, the model's own random non-square projection weights
+(attn_dim ≠ C), every value of every option. It tells the patent's head from near misses (W_q and
+W_k swapped, W_o dropped, W_k used for the values, W_o before W_v, the wrong scale, the cosine
+against the projected query): scripts/trm_mutants.py runs each against this file.
+"""
+
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from bench.methods.trm import TaskRelatedMetric, class_positions
+from bench.methods._attention import DualSoftmaxAttention
+from bench.methods.trm import TaskRelatedMetric, class_maps, class_positions
+
+CHANNELS, ATTN_DIM, SIDE = 6, 4, 2
 
 
-def make_trm(channels=2, **options):
-    config = TaskRelatedMetric.Config(attn_dim=channels, temperature="fixed", tau=1.0, **options)
-    model = TaskRelatedMetric(config, in_channels=1, channels=channels)
-    with torch.no_grad():
-        for layer in (model.w_q, model.w_k, model.w_v, model.w_o):
-            layer.weight.copy_(torch.eye(channels))
-    return model.eval()
+def softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
-def reference_logits(query, support, labels, n_way, dual=False, per_position=False):
-    """The patent's formulas with numpy loops: identity projections, τ = 1."""
-    channels = query.shape[1]
-    result = np.zeros((len(query), n_way))
+def normalised_weights(scores, normalize, iters):
+    """α of one (query, key set) pair: scores [HW, L] → weights [HW, L]."""
+    rows = softmax(scores, axis=1)
+    if normalize == "row":
+        return rows
+    if normalize == "dual":  # each row and each column normalised, the two multiplied
+        return rows * softmax(scores, axis=0)
+    weights = rows
+    for _ in range(iters):  # Sinkhorn: columns, then rows, `iters` times
+        weights = weights / weights.sum(axis=0, keepdims=True)
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    return weights
+
+
+def cosine(f_q, f_a, per_position):
+    if per_position:
+        return np.mean((f_q * f_a).sum(1) / (np.linalg.norm(f_q, axis=1)
+                                              * np.linalg.norm(f_a, axis=1)))
+    return (f_q * f_a).sum() / (np.linalg.norm(f_q) * np.linalg.norm(f_a))
+
+
+def reference_logits(model, query, support, labels, n_way):
+    """Formulas 1–3 for every (query, class) pair, float64, from the model's weights."""
+    config = model.config
+    w_q, w_k, w_v, w_o = (layer.weight.detach().double().numpy()
+                          for layer in (model.w_q, model.w_k, model.w_v, model.w_o))
+    channels, attn_dim = query.shape[1], w_q.shape[0]
+    scale = 1 / math.sqrt(channels if config.scale == "channels" else attn_dim)
+    tau = float(model.temperature.log_value.detach().exp())
+    logits = np.zeros((len(query), n_way))
     for qi, query_map in enumerate(query):
         f_q = query_map.reshape(channels, -1).T  # HW × C
         for c in range(n_way):
-            f_s = np.concatenate([s.reshape(channels, -1).T for s, y in zip(support, labels)
-                                  if y == c])  # K·HW × C
-            scores = f_q @ f_s.T / math.sqrt(channels)
-            rows = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
-            weights = rows * (np.exp(scores) / np.exp(scores).sum(0, keepdims=True)) \
-                if dual else rows
-            f_a = weights @ f_s
-            if per_position:
-                cosines = (f_q * f_a).sum(1) / (np.linalg.norm(f_q, axis=1)
-                                                 * np.linalg.norm(f_a, axis=1))
-                result[qi, c] = cosines.mean()
-            else:
-                result[qi, c] = (f_q * f_a).sum() / (np.linalg.norm(f_q) * np.linalg.norm(f_a))
-    return result
+            shots = [s.reshape(channels, -1).T for s, y in zip(support, labels) if y == c]
+            key_sets = {"concat": [np.concatenate(shots)], "mean_map": [np.mean(shots, axis=0)],
+                        "per_shot": shots}[config.shots]
+            cosines = []
+            for f_s in key_sets:
+                q, k, v = f_q @ w_q.T, f_s @ w_k.T, f_s @ w_v.T  # formula 1
+                alpha = normalised_weights(q @ k.T * scale, config.normalize,
+                                           config.sinkhorn_iters)
+                f_a = (alpha @ v) @ w_o.T  # formula 2, then S307's linear layer
+                cosines.append(cosine(f_q, f_a, config.per_position))  # formula 3
+            logits[qi, c] = tau * np.mean(cosines)
+    return logits
 
 
-@pytest.mark.parametrize("dual", [False, True])
-@pytest.mark.parametrize("per_position", [False, True])
-@pytest.mark.parametrize("shot", [1, 3])
-def test_matches_hand_computation(dual, per_position, shot):
-    generator = torch.Generator().manual_seed(0)
-    n_way, channels = 3, 2
-    support = torch.randn(n_way * shot, channels, 2, 2, generator=generator)
+def random_trm(seed=0, channels=CHANNELS, **options):
+    torch.manual_seed(seed)
+    options = {"attn_dim": ATTN_DIM, "init": "random", **options}
+    model = TaskRelatedMetric(TaskRelatedMetric.Config(**options), in_channels=1,
+                              channels=channels)
+    with torch.no_grad():  # τ ≠ 1 and non-trivial, so a dropped or doubled τ shows
+        model.temperature.log_value.fill_(math.log(3.7))
+    return model.eval()
+
+
+def episode(n_way, shot, n_query=4, channels=CHANNELS, seed=1, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    support = torch.randn(n_way * shot, channels, SIDE, SIDE + 1, generator=generator,
+                          dtype=dtype)
     labels = torch.arange(n_way).repeat(shot)  # interleaved: the head must group by label
-    query = torch.randn(4, channels, 2, 2, generator=generator)
-    model = make_trm(channels, dual_softmax=dual, per_position=per_position)
+    query = torch.randn(n_query, channels, SIDE, SIDE + 1, generator=generator, dtype=dtype)
+    return support, labels, query
+
+
+def check_against_reference(model, n_way, shot, atol=1e-6):
+    support, labels, query = episode(n_way, shot)
+    model = model.double()
     with torch.no_grad():
         logits = model.head(support, labels, query, n_way)
-    expected = reference_logits(query.numpy(), support.numpy(), labels.numpy(), n_way, dual,
-                                per_position)
-    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-6)
+    expected = reference_logits(model, query.numpy(), support.numpy(), labels.numpy(), n_way)
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=0, atol=atol)
 
 
-def test_attention_weights_rows_sum_to_one_and_cosine_bounded():
-    model = TaskRelatedMetric(TaskRelatedMetric.Config(), in_channels=1).eval()
-    q, k = torch.randn(5, 3, 49, 64), torch.randn(5, 3, 98, 64)
-    weights = model.attention_weights(q, k)
-    assert weights.shape == (5, 3, 49, 98)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(5, 3, 49))
-    support, query = torch.randn(10, 64, 7, 7), torch.randn(6, 64, 7, 7)
+@pytest.mark.parametrize("normalize,shots,scale",
+                         list(itertools.product(("dual", "row", "sinkhorn"),
+                                                ("concat", "mean_map", "per_shot"),
+                                                ("channels", "attn_dim"))))
+@pytest.mark.parametrize("n_way,shot", [(2, 1), (5, 3)])
+def test_matches_reference(normalize, shots, scale, n_way, shot):
+    model = random_trm(normalize=normalize, shots=shots, scale=scale)
+    check_against_reference(model, n_way, shot)
+
+
+@pytest.mark.parametrize("options", [
+    {"per_position": True}, {"per_position": True, "normalize": "row"},
+    {"sinkhorn_iters": 1, "normalize": "sinkhorn"}, {"sinkhorn_iters": 7, "normalize": "sinkhorn"},
+    {"init": "identity"}, {"attn_dim": 9}, {"temperature": "fixed", "tau": 1.0},
+])
+@pytest.mark.parametrize("n_way,shot", [(2, 3), (5, 1)])
+def test_matches_reference_other_options(options, n_way, shot):
+    check_against_reference(random_trm(**options), n_way, shot)
+
+
+@pytest.mark.parametrize("shots", ["concat", "per_shot"])
+def test_embed_dim_is_the_channel_count_of_every_formula(shots):
+    """embed_dim=C': a per-position linear layer 64 → C' after the backbone; the head and its
+    1/√C then work on C' channels."""
+    model = random_trm(channels=64, embed_dim=CHANNELS, shots=shots)
+    assert model.channels == CHANNELS and model.w_q.in_features == CHANNELS
+    check_against_reference(model, 3, 2)
+    images = torch.rand(2, 1, 28, 28, dtype=torch.float64)
     with torch.no_grad():
-        cosines = model.head(support, torch.arange(5).repeat(2), query, 5) / model.temperature(
-            torch.tensor(1.0))
-    assert cosines.shape == (6, 5)
-    assert cosines.abs().max() <= 1 + 1e-5
+        raw = model.backbone(images.contiguous(memory_format=torch.channels_last))
+        expected = torch.einsum("bchw,oc->bohw", raw, model.embedding_fc.weight[:, :, 0, 0])
+        expected += model.embedding_fc.bias[None, :, None, None]
+        torch.testing.assert_close(model.embed(images), expected)
 
 
-def test_dual_softmax_weights_are_products_of_row_and_column_softmax():
-    model = make_trm(4, dual_softmax=True)
-    q, k = torch.randn(2, 3, 6, 4), torch.randn(2, 3, 12, 4)
-    scores = q @ k.transpose(-1, -2) / 2.0
-    expected = scores.softmax(-1) * scores.softmax(-2)
-    torch.testing.assert_close(model.attention_weights(q, k), expected)
-    assert bool((model.attention_weights(q, k).sum(-1) <= 1 + 1e-6).all())
+def test_float32_head_matches_reference():
+    model = random_trm()
+    support, labels, query = episode(5, 3, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model.head(support, labels, query, 5)
+    expected = reference_logits(model, query.double().numpy(), support.double().numpy(),
+                                labels.numpy(), 5)
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=0, atol=2e-5)
 
 
-def test_k_shot_keys_are_all_positions_of_the_class():
+def test_identity_init_makes_the_value_path_the_identity():
+    model = TaskRelatedMetric(TaskRelatedMetric.Config(), in_channels=1)
+    x = torch.randn(7, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.w_o(model.w_v(x)), x, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.w_q.weight, model.w_k.weight)
+    wide = TaskRelatedMetric(TaskRelatedMetric.Config(attn_dim=128), in_channels=1)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.w_o(wide.w_v(x)), x, atol=1e-5, rtol=1e-5)
+
+
+def test_dual_attention_gradient_is_exact():
+    """The hand-written backward pass of the dual softmax against finite differences."""
+    generator = torch.Generator().manual_seed(0)
+    hw = 3
+    q = torch.randn(2, 2 * hw, 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    k = torch.randn(2, 5, 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    v = torch.randn(2, 5, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, c: DualSoftmaxAttention.apply(a, b, c, hw),
+                                    (q, k, v))
+
+
+@pytest.mark.parametrize("normalize", ["dual", "row", "sinkhorn"])
+def test_chunked_training_equals_unchunked(normalize):
+    """Chunking over queries (max_attn_mib) changes neither logits nor gradients."""
+    big = random_trm(channels=64, attn_dim=64, normalize=normalize).train()
+    small = random_trm(channels=64, attn_dim=64, normalize=normalize, max_attn_mib=1).train()
+    small.load_state_dict(big.state_dict())
+    support, labels, query = episode(5, 5, n_query=40, channels=64, dtype=torch.float32)
+    support = torch.randn(25, 64, 7, 7)
+    query = torch.randn(40, 64, 7, 7)
+    assert small.query_chunk_size(49, 5 * 49, 5) < 40 <= big.query_chunk_size(49, 5 * 49, 5)
+    grads = []
+    for model in (big, small):
+        model.zero_grad()
+        logits = model.head(support, labels, query, 5)
+        logits.square().sum().backward()
+        grads.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                        if p.grad is not None}))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
+    assert set(grads[0][1]) == {"w_q.weight", "w_k.weight", "w_v.weight", "w_o.weight",
+                                "temperature.log_value"}
+    for name, grad in grads[0][1].items():
+        torch.testing.assert_close(grad, grads[1][1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_training_keeps_only_one_chunk_of_weights():
+    """Autograd saves q, k, v per chunk, not the HW × K·HW weights: the saved bytes stay far
+    below one chunk's weights."""
+    model = random_trm(channels=64, attn_dim=64, max_attn_mib=4).train()
+    support, labels = torch.randn(25, 64, 21, 21), torch.arange(5).repeat_interleave(5)
+    query = torch.randn(20, 64, 21, 21)
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.head(support, labels, query, 5)
+    weights_per_query = 5 * 441 * 5 * 441 * 4  # bytes of one query's α over the 5 classes
+    assert max(saved.values()) < weights_per_query
+    assert sum(saved.values()) < 20 * weights_per_query / 8
+
+
+def test_k_shot_key_sets():
     support = torch.randn(15, 64, 7, 7)
     labels = torch.arange(5).repeat_interleave(3)
     keys = class_positions(support, labels, 5)
     assert keys.shape == (5, 3 * 49, 64)
     torch.testing.assert_close(keys[2, :49], support[6].flatten(1).T)
+    assert class_maps(support, labels, 5).shape == (5, 3, 49, 64)
 
 
-def test_chunked_equals_unchunked():
-    torch.manual_seed(0)
-    big = TaskRelatedMetric(TaskRelatedMetric.Config(), in_channels=1).eval()
-    small = TaskRelatedMetric(TaskRelatedMetric.Config(max_attn_mib=1), in_channels=1).eval()
-    small.load_state_dict(big.state_dict())
-    support, query = torch.randn(25, 64, 7, 7), torch.randn(75, 64, 7, 7)
-    labels = torch.arange(5).repeat_interleave(5)
-    assert small.query_chunk_size(49, 5 * 49, 5) < 75 <= big.query_chunk_size(49, 5 * 49, 5)
-    with torch.no_grad():
-        torch.testing.assert_close(small.head(support, labels, query, 5),
-                                   big.head(support, labels, query, 5))
+def test_attention_rows_of_dual_weights_sum_to_at_most_one():
+    scores = np.random.default_rng(0).normal(size=(6, 12))
+    weights = normalised_weights(scores, "dual", 0)
+    assert (weights.sum(1) <= 1 + 1e-12).all()
+    assert np.allclose(normalised_weights(scores, "sinkhorn", 50).sum(1), 1)
+
+
+@pytest.mark.parametrize("bad", [{"normalize": "both"}, {"shots": "sum"}, {"scale": "d"},
+                                 {"init": "zeros"}, {"embed_dim": -1}, {"sinkhorn_iters": 0},
+                                 {"tau": 0.0}, {"tau": float("nan")}, {"temperature": "x"}])
+def test_invalid_options_are_rejected(bad):
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=next(iter(bad))):
+        TaskRelatedMetric.Config(**bad).validate()
 
 
 def test_learned_and_fixed_temperature():
