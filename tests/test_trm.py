@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bench.methods._attention import DualSoftmaxAttention
+import bench.methods.trm as trm_module
 from bench.methods.trm import TaskRelatedMetric, class_maps, class_positions
 
 CHANNELS, ATTN_DIM, SIDE = 6, 4, 2
@@ -168,27 +169,29 @@ def test_dual_attention_gradient_is_exact():
 
 
 @pytest.mark.parametrize("normalize", ["dual", "row", "sinkhorn"])
-def test_chunked_training_equals_unchunked(normalize):
-    """Chunking over queries (max_attn_mib) changes neither logits nor gradients."""
+def test_chunked_training_equals_unchunked(normalize, monkeypatch):
+    """Blocks of queries (max_attn_mib) and of key sets (the explicit paths' cache-sized
+    blocks) change neither logits nor gradients."""
     big = random_trm(channels=64, attn_dim=64, normalize=normalize).train()
     small = random_trm(channels=64, attn_dim=64, normalize=normalize, max_attn_mib=1).train()
     small.load_state_dict(big.state_dict())
-    support, labels, query = episode(5, 5, n_query=40, channels=64, dtype=torch.float32)
-    support = torch.randn(25, 64, 7, 7)
-    query = torch.randn(40, 64, 7, 7)
-    assert small.query_chunk_size(49, 5 * 49, 5) < 40 <= big.query_chunk_size(49, 5 * 49, 5)
-    grads = []
-    for model in (big, small):
+    labels = torch.arange(5).repeat(5)
+    support, query = torch.randn(25, 64, 7, 7), torch.randn(40, 64, 7, 7)
+    results, chunks = [], []
+    for model, block in ((big, 1 << 40), (small, 1 << 10)):  # 1 KiB: one query, one class
+        monkeypatch.setattr(trm_module, "EXPLICIT_BLOCK_BYTES", block)
+        chunks.append(model.query_chunk_size(49, 5 * 49, 5))
         model.zero_grad()
         logits = model.head(support, labels, query, 5)
         logits.square().sum().backward()
-        grads.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
-                                        if p.grad is not None}))
-    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
-    assert set(grads[0][1]) == {"w_q.weight", "w_k.weight", "w_v.weight", "w_o.weight",
-                                "temperature.log_value"}
-    for name, grad in grads[0][1].items():
-        torch.testing.assert_close(grad, grads[1][1][name], rtol=1e-4, atol=1e-5)
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                          if p.grad is not None}))
+    assert chunks[1] < 40 <= chunks[0]
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    assert set(results[0][1]) == {"w_q.weight", "w_k.weight", "w_v.weight", "w_o.weight",
+                                  "temperature.log_value"}
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], rtol=1e-4, atol=1e-5)
 
 
 def test_training_keeps_only_one_chunk_of_weights():
