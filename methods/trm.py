@@ -55,7 +55,7 @@ class TaskRelatedMetric(FewShotClassifier):
         sinkhorn_iters: int = param(3, "column/row normalisation rounds of normalize=sinkhorn")
         shots: str = param("concat", "K-shot keys: concat (K·HW positions) | mean_map | per_shot")
         scale: str = param("channels", "score scale: channels (1/√C, the text) | attn_dim (1/√d)")
-        embed_dim: int = param(0, "per-position linear layer after the backbone (0: none); C")
+        embed_dim: int = param(0, "width C of a per-position linear layer after the backbone (0: none)")
         per_position: bool = param(False, "mean of per-position cosines, not whole-map cosine")
         init: str = param("identity", "identity (W_q=W_k=W_v=A, W_o=Aᵀ, AᵀA=I) | random")
         temperature: str = param("learned", "logit scale τ: learned | fixed (1.0 = patent text)")
