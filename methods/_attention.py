@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 # Weight-sized tensors alive at once: dual forward 3 (scores, two softmaxes), dual backward 4
@@ -134,6 +135,7 @@ class DualSoftmaxAttention(torch.autograd.Function):
             return _dual_forward(q, k, v, hw)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         q, k, v = ctx.saved_tensors
         hw = ctx.hw

@@ -35,11 +35,11 @@ CHOICES = {
     "init": ("identity", "random"),
     "temperature": ("learned", "fixed"),
 }
-# The explicit (dual, sinkhorn) weights are computed in blocks of at most this many bytes (query
-# images, and key sets when one query image's are larger), so that their passes over the weights
-# stay in the CPU's L2 caches: against 32 MiB blocks, 1.3× faster at 84×84 5-shot (docs/perf.md);
-# max_attn_mib bounds them further.
-EXPLICIT_BLOCK_BYTES = 4 << 20
+# The explicit (dual, sinkhorn) weights are computed in blocks of at most this many bytes per
+# thread (query images, and key sets when one query image's are larger), so that their passes
+# over the weights stay in the CPU's L2 caches (2 MiB a core here): against 32 MiB blocks, 1.3×
+# faster at 84×84 (benchmarks/trm_dual_cost.py); max_attn_mib bounds them further.
+EXPLICIT_BLOCK_BYTES = 2 << 20
 BACKBONE_CHANNELS = 64
 
 
@@ -113,7 +113,8 @@ class TaskRelatedMetric(FewShotClassifier):
         # W_o is linear, so (α V') W_o = α (V' W_o): projecting the values once per key set
         # instead of every aligned map once per (query, class) pair gives the same F_A.
         output_values = self.w_o(self.w_v(keys))  # [G, L, C]
-        chunk = self.query_chunk_size(query_positions.shape[1], keys.shape[1], len(keys))
+        chunk = self.query_chunk_size(query_positions.shape[1], keys.shape[1], len(keys),
+                                      query.element_size())
         cosines = torch.cat([
             self.cosine_to_aligned(block, projected_keys, output_values)
             for block in query_positions.split(chunk)
@@ -122,12 +123,13 @@ class TaskRelatedMetric(FewShotClassifier):
             cosines = cosines.view(len(query), n_way, -1).mean(-1)
         return self.temperature(cosines)
 
-    def query_chunk_size(self, query_hw: int, key_rows: int, key_sets: int) -> int:
+    def query_chunk_size(self, query_hw: int, key_rows: int, key_sets: int,
+                         element_size: int = 4) -> int:
         normalize = self.config.normalize
-        bytes_per_query = key_sets * query_hw * key_rows * 4
+        bytes_per_query = key_sets * query_hw * key_rows * max(element_size, 4)
         bound = (self.config.max_attn_mib << 20) // (bytes_per_query * WEIGHT_COPIES[normalize])
         if normalize != "row":
-            bound = min(bound, EXPLICIT_BLOCK_BYTES // bytes_per_query)
+            bound = min(bound, explicit_block_bytes() // bytes_per_query)
         return max(1, bound)
 
     @property
@@ -142,9 +144,10 @@ class TaskRelatedMetric(FewShotClassifier):
         # sequence per key set, so one batched call covers every (query, key set) pair.
         q = (self.w_q(query_positions) * self.scale).reshape(1, n_query * hw, -1)
         attend = ATTENTION[self.config.normalize]
-        per_set = n_query * hw * projected_keys.shape[1] * 4  # bytes of one key set's weights
+        # bytes of one key set's weights (softmaxes run in at least float32)
+        per_set = n_query * hw * projected_keys.shape[1] * max(q.element_size(), 4)
         sets = (len(projected_keys) if self.config.normalize == "row"
-                else max(1, EXPLICIT_BLOCK_BYTES // per_set))
+                else max(1, explicit_block_bytes() // per_set))
         aligned = torch.cat([
             attend(q.expand(len(keys), -1, -1), keys, values, hw, self.config.sinkhorn_iters)
             for keys, values in zip(projected_keys.split(sets), output_values.split(sets))])
@@ -162,6 +165,10 @@ class TaskRelatedMetric(FewShotClassifier):
                           query_positions.flatten(1).unsqueeze(-1)).squeeze(-1)
         norms = query_positions.norm(dim=(-1, -2))[:, None] * aligned.norm(dim=(-1, -2)).T
         return inner / norms.clamp(min=1e-8)
+
+
+def explicit_block_bytes() -> int:
+    return EXPLICIT_BLOCK_BYTES * torch.get_num_threads()
 
 
 def class_maps(support: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
