@@ -57,8 +57,8 @@ def test_eval_rows_have_both_modes_and_equal_accuracies(data):
 
 
 def test_episode_flops_match_a_hand_count(synthetic):
-    """Conv-64F on 28×28: 4 convolutions; TRM head: projections, attention, cosine inner
-    products. The counter must see the attention (the CPU's fused kernel has no formula)."""
+    """Conv-64F on 28×28: 4 convolutions; TRM head: projections, attention, the dual softmax's
+    column sums, cosine inner products. The counter must see the attention (the CPU's fused kernel has no formula)."""
     model = build_model(Cell(MethodSpec("trm"), "synthetic", (), 5, 1, 15, 1, 0), 1).eval()
     episodes = fixed_episodes(synthetic, 5, 1, 15, 1, 0)
     embed, head = episode_gflop(model, synthetic, episodes, CPU)
@@ -68,7 +68,8 @@ def test_episode_flops_match_a_hand_count(synthetic):
     attention = 2 * 2 * rows * 5 * hw * 64  # scores and weighted sums, every (query, class)
     projections = 2 * 64 * 64 * (rows + 3 * 5 * hw)  # W_q on queries; W_k, W_v, W_o on keys
     inner = 2 * 75 * 5 * hw * 64
-    assert head * 1e9 == pytest.approx(attention + projections + inner)
+    column_sums = 2 * 75 * 5 * hw * hw  # the dual softmax's column normalisers (a product)
+    assert head * 1e9 == pytest.approx(attention + projections + inner + column_sums)
 
 
 def test_flop_account_recovers_the_rates_behind_the_speed_up():
