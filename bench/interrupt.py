@@ -52,8 +52,7 @@ class StopControl:
         self.stack: list[Phase] = []
         self.temporary: set[Path] = set()
         self.summary = lambda: ""  # what was finished, for the message (set by the CLI)
-        self._signals_seen = 0
-        self._signals_handled = 0
+        self.final_message = ""
         self._exiting = threading.Lock()
 
     def __call__(self) -> bool:
@@ -79,12 +78,17 @@ class StopControl:
         finally:
             self.stack.pop()
         if self.requested and defer and not self.current.defer:
-            raise Stopped(self.message(phase))
+            raise self._stopped(phase)
 
     def check(self) -> None:
         """Raise ``Stopped`` if a stop was requested (between cells, after deferred work)."""
         if self.requested:
-            raise Stopped(self.message())
+            raise self._stopped()
+
+    def _stopped(self, phase: Phase | None = None) -> Stopped:
+        """The exception that ends the run, its message kept for the watchdog too."""
+        self.final_message = self.message(phase)
+        return Stopped(self.final_message)
 
     @contextmanager
     def removing_on_abort(self, path: Path):
@@ -107,7 +111,7 @@ class StopControl:
         previous_fd = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
         previous = {number: signal.signal(number, self._handle)
                     for number in (signal.SIGINT, signal.SIGTERM)}
-        self.installed, self.requested = True, False
+        self.installed, self.requested, self.final_message = True, False, ""
         watchdog = threading.Thread(target=self._watch, args=(reader,), daemon=True,
                                     name="stop-watchdog")
         watchdog.start()
@@ -123,11 +127,10 @@ class StopControl:
             os.close(reader)
 
     def _handle(self, signum, frame) -> None:
-        self._signals_handled += 1
         again = self.requested
         self.requested = True
         if not self.current.defer or (again and signum == signal.SIGINT):
-            raise Stopped(self.message())
+            raise self._stopped()
 
     def _watch(self, reader: int) -> None:
         while True:
@@ -137,11 +140,10 @@ class StopControl:
                 return
             if not data:
                 return
-            self._signals_seen += len(data)
             time.sleep(GRACE_SECONDS)
             if not self.installed:
                 return
-            if not self.current.defer or self._signals_handled < self._signals_seen:
+            if not self.current.defer:  # a deferred phase (a training step) ends by itself
                 self.force_exit()
 
     def force_exit(self) -> None:
@@ -151,7 +153,7 @@ class StopControl:
         for path in list(self.temporary):
             path.unlink(missing_ok=True)
         try:
-            sys.stderr.write(self.message() + "\n")
+            sys.stderr.write((self.final_message or self.message()) + "\n")
             sys.stderr.flush()
         finally:
             os._exit(130)
