@@ -250,3 +250,15 @@ def test_rich_caption_keeps_bracketed_labels():
     console.print(tables.to_rich(grid))
     text = console.export_text()
     assert text.count("[train.shot=5]") == 3
+
+
+def test_rich_report_fits_80_columns_with_numbers_whole(with_mismatched):
+    from rich.console import Console
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    for grid in tables.report_grids(with_mismatched, "trm"):
+        console.print(tables.to_rich(grid))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for row in report.compare(with_mismatched, "trm").table.itertuples():
+        assert f"{row.diff:+.2f} ± {row.ci95:.2f}" in text
