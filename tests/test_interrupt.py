@@ -50,7 +50,12 @@ def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("still running 60 s after SIGINT") from None
     return process.returncode, time.monotonic() - sent, stderr
 
 
@@ -111,3 +116,24 @@ def test_temporary_file_is_removed_when_its_phase_is_abandoned(tmp_path):
         path.write_bytes(b"half")
         raise Stopped("signal")
     assert not path.exists() and not stop.temporary
+
+
+WEDGED = """
+import hashlib
+from bench.interrupt import STOP
+
+with STOP.installed_handlers(), STOP.phase("hashing", "nothing to keep"):
+    print("ready", flush=True)
+    # one C call of many seconds that releases the GIL but never returns to Python, so the
+    # signal handler cannot run (as reading a large pickle): only the watchdog can end it
+    hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 10**9)
+    print("finished", flush=True)
+"""
+
+
+def test_watchdog_ends_a_process_stuck_in_a_long_c_call():
+    process = subprocess.Popen([sys.executable, "-c", WEDGED], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    code, seconds, stderr = interrupt_when(process, "ready", delay=0.2)
+    assert code == 130 and seconds < 4, (code, seconds, stderr)
+    assert stderr.strip() == f"stopped while hashing: nothing to keep; {RESUME}"
