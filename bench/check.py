@@ -108,6 +108,19 @@ def failed(verdicts: list[CellCheck]) -> list[CellCheck]:
     return [v for v in verdicts if v.status in ("regression", "missing")]
 
 
+def compared(verdicts: list[CellCheck]) -> list[CellCheck]:
+    """The cells in both the baseline and the fresh results (a check of none proves nothing)."""
+    return [v for v in verdicts if v.status in ("ok", "regression")]
+
+
+def counts(verdicts: list[CellCheck]) -> str:
+    """"2 compared, 1 missing, 3 new": how many cells of each kind."""
+    kinds = {"compared": len(compared(verdicts)),
+             "missing": sum(v.status.startswith("missing") for v in verdicts),
+             "new": sum(v.status == "new" for v in verdicts)}
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+
+
 def load_baseline(path) -> object:
     """The baseline rows; a BenchError that says how to create the file if it is absent."""
     path = Path(path)

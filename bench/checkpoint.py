@@ -46,8 +46,14 @@ def save_model(path: Path, cell: Cell, model, trained: dict) -> None:
     _write(path, {"config": cell.training(), "model": model.state_dict(), **trained})
 
 
-def load_model(path: Path, cell: Cell, model) -> dict:
+def load_model(path: Path, cell: Cell, model, train_data: str | None = None) -> dict:
+    """The stored model's record; refused if it was trained on other files than ``train_data``
+    (the training split's fingerprint; models saved before it was recorded are trusted)."""
     payload = _read(path, cell, "trained model")
+    stored = payload.get("train_data")
+    if train_data and stored and stored != train_data:
+        raise BenchError(f"trained model {path} was trained on other files of {cell.dataset} "
+                         "than these; pass another --out, or --force to retrain")
     model.load_state_dict(payload["model"])
     return {key: payload[key] for key in ("best_episode", "log", "train_seconds")}
 

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as usage:  # `bench` alone: its help, not an error
+        click.echo(usage.ctx.get_help() if usage.ctx else usage.format_message())
+        sys.exit(0)
     except click.ClickException as error:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)

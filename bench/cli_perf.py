@@ -12,8 +12,9 @@ import click
 @click.command("perf")
 @click.option("--quick", is_flag=True,
               help="Fewer episodes and repeats (same files, same columns): ≤ 5 min on 2 cores.")
-@click.option("--out", "out_dir", default="results/perf", show_default=True, type=click.Path(),
-              help="Folder for eval.csv, train.csv, trm_head.csv and checks.csv.")
+@click.option("--out", "out_dir", default="runs/perf", show_default=True, type=click.Path(),
+              help="Folder for eval.csv, train.csv, trm_head.csv and checks.csv (the committed "
+                   "reference files are in results/perf).")
 @click.option("--dataset", default=None,
               help="Dataset to evaluate and train on [default: omniglot when a data root is set "
                    "and holds it, else glyphs].")
@@ -30,22 +31,18 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
     import torch
     from rich.console import Console
 
-    from bench.run_plan import out_dir_writable
     from bench.config import parse_methods
-    from bench.errors import BenchError
     from bench.perf import FULL, QUICK, checks, load_data, machine_stamp, run_perf, write_results
     from bench.registry import DATASETS
+    from bench.run_plan import check_cuda, check_device, check_threads, out_dir_writable
 
     specs = parse_methods(methods)
     if dataset is not None:
         DATASETS.get(dataset)  # an unknown name fails before anything is created or run
-    out = out_dir_writable(out_dir)
-    if threads is not None:
-        if threads < 1:
-            raise BenchError(f"--threads must be a positive integer, got {threads}")
+    check_cuda(check_device(device))
+    if check_threads(threads) is not None:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {device} but torch sees no CUDA device; use --device cpu")
+    out = out_dir_writable(out_dir)
     console = Console()
 
     def log(message: str) -> None:
@@ -104,13 +101,25 @@ HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
            "head_gflops_needed": "needed"}
 
 
+TEXT_COLUMNS = ("method", "check", "mode", "loop", "status", "normalize", "phase")
+
+
 def frame_table(table, frame, columns: list[str]):
+    """``frame[columns]`` as ``table``'s rows, fitting 80 columns: no vertical rules, numbers
+    never cut (they do not wrap; the check descriptions and method labels wrap instead). Columns
+    that files of an older schema lack are left out."""
+    from rich import box
+    from rich.markup import escape
+
+    columns = [column for column in columns if column in frame]
+
+    table.box, table.pad_edge = box.SIMPLE_HEAD, False
     for column in columns:
-        text = column in ("method", "check", "mode", "normalize", "phase")
+        text = column in TEXT_COLUMNS
         table.add_column(HEADERS.get(column, column), justify="left" if text else "right",
-                         no_wrap=column != "check")
+                         no_wrap=not text, overflow="fold")
     for row in frame[columns].itertuples(index=False):
-        table.add_row(*(format_value(value) for value in row))
+        table.add_row(*(escape(format_value(value)) for value in row))
     return table
 
 

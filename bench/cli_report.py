@@ -85,8 +85,16 @@ def check_command(ctx, baseline, results, update, allow_missing, tolerance) -> N
     for verdict in verdicts:
         click.echo(verdict.describe())
     failures = check.failed(verdicts)
+    counts = check.counts(verdicts)
     if failures:
         click.echo(f"bench check: {len(failures)} of {len(verdicts)} cells failed against "
-                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²) + {tolerance:g})", err=True)
+                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²) + {tolerance:g}); "
+                   f"{counts}", err=True)
         ctx.exit(1)
-    click.echo(f"bench check: {len(verdicts)} cells within their CIs of {baseline}", err=True)
+    if not check.compared(verdicts):
+        click.echo(f"bench check: no cell compared: none of the {len(verdicts)} cells is in both "
+                   f"{baseline} and the fresh results ({counts}); check --baseline and --results",
+                   err=True)
+        ctx.exit(1)
+    click.echo(f"bench check: every compared cell within its CIs of {baseline} ({counts})",
+               err=True)

@@ -2,52 +2,41 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM: the runner saves a checkpoint and stops; a second Ctrl-C aborts."""
-
-    def __init__(self) -> None:
-        self.raised = False
-
-    def __call__(self) -> bool:
-        return self.raised
-
-    def install(self) -> None:
-        def handler(signum, frame):
-            if self.raised and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.raised = True
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+from bench.presets import PRESETS
 
 
 @click.command("run")
 @click.option("--methods", default="trm,protonet,cosine", show_default=True,
               help="Comma-separated methods; NAME(key=value,...) sets parameters.")
-@click.option("--dataset", default="glyphs", show_default=True)
+@click.option("--dataset", default="glyphs", show_default=True,
+              help="Dataset (`bench list` shows all; real ones need --data-root).")
 @click.option("--dataset-option", "-D", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="Dataset parameter, e.g. -D split=lake (repeatable).")
 @click.option("--ways", default="5", show_default=True, help="Comma-separated test ways.")
 @click.option("--shots", default="1,5", show_default=True, help="Comma-separated shots.")
 @click.option("--query", default="15", show_default=True, help="Test queries per class.")
-@click.option("--test-episodes", default="600", show_default=True)
+@click.option("--test-episodes", default="600", show_default=True,
+              help="Fixed test episodes per cell, the same for every method (≥ 2).")
 @click.option("--seed", "seeds", default="0", show_default=True, help="Seed(s), comma-separated.")
-@click.option("--train-episodes", default="500", show_default=True)
+@click.option("--train-episodes", default="500", show_default=True,
+              help="Training episodes per model (0: evaluate the untrained network).")
 @click.option("--train-way", default=None, help="Training way [default: the test way].")
 @click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
-@click.option("--train-query", default="15", show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--train-query", default="15", show_default=True,
+              help="Queries per class in training episodes.")
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--lr-step", default=2000, show_default=True, type=int,
               help="Episodes between learning-rate decays.")
-@click.option("--lr-gamma", default=0.5, show_default=True, type=float)
-@click.option("--val-every", default=100, show_default=True, type=int)
-@click.option("--val-episodes", default=100, show_default=True, type=int)
-@click.option("--checkpoint-every", default=100, show_default=True, type=int)
+@click.option("--lr-gamma", default=0.5, show_default=True, type=float,
+              help="Learning-rate factor at each decay.")
+@click.option("--val-every", default=100, show_default=True, type=int,
+              help="Training episodes between validations (0: none; the best weights are kept).")
+@click.option("--val-episodes", default=100, show_default=True, type=int,
+              help="Episodes per validation.")
+@click.option("--checkpoint-every", default=100, show_default=True, type=int,
+              help="Training episodes between resumable checkpoints (0: none).")
 @click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(),
               help="Results directory (results.csv, per_episode/, logs/, configs/).")
 @click.option("--data-root", default=None, help="Dataset root [env FEWSHOT_BENCH_DATA].")
@@ -64,9 +53,9 @@ class StopFlag:
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
-@click.option("--preset", default=None,
-              help="Named protocol (omniglot-snell, omniglot-cpu, ci-glyphs); options given "
-                   "on the command line override it.")
+@click.option("--preset", default=None, metavar="NAME",
+              help=f"Named protocol: {', '.join(PRESETS)}; options given on the command line "
+                   "override it.")
 @click.pass_context
 def run_command(ctx: click.Context, **options) -> None:
     """Train and evaluate each cell; print a table and append rows to OUT/results.csv."""
@@ -76,7 +65,10 @@ def run_command(ctx: click.Context, **options) -> None:
     explicit = {name for name in options
                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     options = apply_preset(options.pop("preset"), options, explicit)
+    from bench.interrupt import STOP
+    from bench.run_plan import check_threads
+
+    check_threads(options["threads"])
     cells, run_options = plan_cells(options)
-    stop = StopFlag()
-    stop.install()
-    execute(cells, run_options, stop, threads=options["threads"])
+    with STOP.installed_handlers():
+        execute(cells, run_options, threads=options["threads"])

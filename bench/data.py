@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.interrupt import STOP
 
 SPLITS = ("train", "val", "test")
 
@@ -120,14 +123,23 @@ def cached_arrays(cache_dir: Path, key: dict, build: Callable[[], dict[str, np.n
                 return {k: stored[k] for k in stored.files}
         except (OSError, ValueError, EOFError):
             path.unlink(missing_ok=True)  # a torn or corrupt cache file is rebuilt, not trusted
-    arrays = build()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-        path.with_suffix(".json").write_text(text + "\n")
-    except OSError as error:
-        raise BenchError(f"cannot write the dataset cache {path}: {error.strerror}; "
-                         "pass --cache-dir DIR with a writable folder") from None
+    what = " ".join(str(key[name]) for name in ("dataset", "split") if name in key)
+    log = logging.getLogger("bench.data")
+    log.info(f"preparing {what} (first use): building its cache {path}",
+             extra={"cache_build": "start", "what": what})
+    start = time.perf_counter()
+    with STOP.phase(f"building the {what} cache", "nothing is lost: the next run builds it"):
+        arrays = build()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+            with STOP.removing_on_abort(tmp):
+                np.savez(tmp, **arrays)
+                os.replace(tmp, path)
+            path.with_suffix(".json").write_text(text + "\n")
+        except OSError as error:
+            raise BenchError(f"cannot write the dataset cache {path}: {error.strerror}; "
+                             "pass --cache-dir DIR with a writable folder") from None
+    log.info(f"cache of {what} built in {time.perf_counter() - start:.0f} s",
+             extra={"cache_build": "done", "what": what})
     return arrays

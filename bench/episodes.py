@@ -76,18 +76,21 @@ def _global_random(rng: random.Random):
         random.setstate(saved)
 
 
-def check_episode_shape(image_set: ImageSet, way: int, shot: int, query: int) -> None:
-    """A one-line error unless ``way`` classes with ``shot + query`` images each can be drawn."""
+def check_episode_shape(image_set: ImageSet, way: int, shot: int, query: int,
+                        options: tuple[str, str, str] = ("--ways", "--shots", "--query")) -> None:
+    """A one-line error unless ``way`` classes with ``shot + query`` images each can be drawn;
+    ``options`` are the command-line options the message tells the user to change."""
     for name, value in (("way", way), ("shot", shot), ("query", query)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise BenchError(f"{name} must be a positive integer, got {value!r}")
+    ways, shots, queries = options
     if way > image_set.n_classes:
         raise BenchError(f"way={way} is more than the {image_set.n_classes} classes of "
-                         f"{image_set.name}; use --ways {image_set.n_classes} or fewer")
+                         f"{image_set.name}; use {ways} {image_set.n_classes} or fewer")
     smallest = int(image_set.images_per_class().min())
     if shot + query > smallest:
         raise BenchError(f"shot+query={shot}+{query} is more than the {smallest} images of the "
-                         f"smallest class of {image_set.name}; lower --shots or --query")
+                         f"smallest class of {image_set.name}; lower {shots} or {queries}")
 
 
 class EpisodeSampler:

@@ -21,13 +21,15 @@ from bench.config import Cell
 from bench.data import DatasetAdapter
 from bench.env import git_state, machine
 from bench.episodes import EpisodeSampler, check_episode_shape, fixed_episodes
+from bench.errors import BenchError
+from bench.interrupt import STOP, Stopped
 from bench.registry import DATASETS
 from bench.runner import NumericalFault, Progress, TrainState, build_model, evaluate, \
     make_optimizer, train
 from bench.stats import mean_ci
 
 
-class Interrupted(Exception):
+class Interrupted(Stopped):
     """Training stopped on a signal after saving a checkpoint."""
 
 
@@ -36,6 +38,7 @@ class GridOutcome:
     rows: list[dict] = field(default_factory=list)
     skipped: list[Cell] = field(default_factory=list)
     failed: list[tuple[Cell, str]] = field(default_factory=list)
+    finished_elsewhere: list[Cell] = field(default_factory=list)  # by a concurrent run
 
 
 @dataclass
@@ -59,19 +62,28 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
              should_stop=lambda: False) -> GridOutcome:
     """Run every cell; ``progress_for(cell)`` gives each cell's Progress."""
     outcome, adapters, trained_now = GridOutcome(), {}, set()
-    finished = results.finished_cell_ids(options.out_dir)
-    for cell in cells:
-        if cell.cell_id in finished and not options.force:
-            outcome.skipped.append(cell)
-            continue
+
+    def adapter(cell: Cell) -> DatasetAdapter:
         key = (cell.dataset, cell.dataset_params)
         if key not in adapters:
             adapters[key] = load_adapter(cell, options)
+        return adapters[key]
+
+    finished = results.finished_rows(options.out_dir)
+    if not options.force:
+        check_same_data([cell for cell in cells if cell.cell_id in finished], finished, adapter,
+                        options.out_dir)
+    for cell in cells:
+        STOP.check()
+        if cell.cell_id in finished and not options.force:
+            outcome.skipped.append(cell)
+            continue
         progress = progress_for(cell) if progress_for else Progress()
         retrain = options.force and cell.training_id not in trained_now
         try:
-            outcome.rows.append(run_cell(cell, adapters[key], options, progress, should_stop,
-                                         retrain=retrain))
+            row = run_cell(cell, adapter(cell), options, progress, should_stop, retrain=retrain)
+            (outcome.rows.append(row) if row is not None
+             else outcome.finished_elsewhere.append(cell))
         except NumericalFault as fault:
             message, *log = fault.args
             outcome.failed.append((cell, record_failure(options.out_dir, cell, message,
@@ -80,27 +92,52 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
     return outcome
 
 
+def check_same_data(cells: list[Cell], finished: dict[str, dict], adapter, out_dir: Path) -> None:
+    """Finished cells are reused only if measured on the same test data: their stored
+    episodes_hash (which hashes the test split's content) must be what the data now gives."""
+    for cell in cells:
+        with STOP.phase(f"checking the finished {cell.describe()}"):
+            test_set = adapter(cell).load("test")
+            now = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
+                                 cell.seed).hash
+        stored = finished[cell.cell_id].get("episodes_hash")
+        if stored and stored != now:
+            raise BenchError(f"{results.results_path(out_dir)} holds {cell.describe()} measured "
+                             f"on other files of {cell.dataset} than these (episodes_hash "
+                             f"{stored}, now {now}); pass another --out, or --force to redo it")
+
+
 def check_cell(cell: Cell, adapter: DatasetAdapter) -> None:
     """Bad shapes fail before any training, with a one-line error."""
     check_episode_shape(adapter.load("test"), cell.way, cell.shot, cell.query)
-    check_episode_shape(adapter.load("train"), cell.train_way, cell.train_shot, cell.train.query)
+    check_episode_shape(adapter.load("train"), cell.train_way, cell.train_shot, cell.train.query,
+                        options=("--train-way", "--train-shot", "--train-query"))
 
 
 def run_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
-             should_stop=lambda: False, retrain: bool = False) -> dict:
-    """Train (or load the model trained for an earlier cell), evaluate, write the results."""
+             should_stop=lambda: False, retrain: bool = False) -> dict | None:
+    """Train (or load the model trained for an earlier cell), evaluate, write the results.
+
+    None: a concurrent run on the same directory finished the cell meanwhile."""
     device = torch.device(options.device)
-    check_cell(cell, adapter)
-    test_set = adapter.load("test")
-    test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
-                                   cell.test_episodes, cell.seed)
+    with STOP.phase(f"preparing {cell.describe()}"):
+        check_cell(cell, adapter)
+        test_set = adapter.load("test")
+        test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
+                                       cell.test_episodes, cell.seed)
     model, trained = trained_model(cell, adapter, options, progress, should_stop, retrain)
+    if not options.force and cell.cell_id in results.finished_cell_ids(options.out_dir):
+        return None
     start = time.perf_counter()
-    accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
+    with STOP.phase(f"evaluating {cell.describe()}",
+                    f"its trained model is kept in {options.out_dir}/models"):
+        accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
     eval_seconds = time.perf_counter() - start
     row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options)
-    write_cell(options.out_dir, cell, row, accuracies, trained["log"], options.force)
-    return row
+    with STOP.phase(f"writing the results of {cell.describe()}", defer=True):
+        written = write_cell(options.out_dir, cell, row, accuracies, trained["log"],
+                             options.force)
+    return row if written else None
 
 
 def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
@@ -114,11 +151,13 @@ def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
     torch.manual_seed(cell.seed)
     model = build_model(cell, adapter.channels).to(device)
     stored = checkpoint.model_path(options.out_dir, cell)
+    train_data = adapter.load("train").fingerprint()
     with results.locked(options.out_dir, f"locks/{cell.training_id}.lock"):
         if stored.exists() and not retrain:
-            return model, checkpoint.load_model(stored, cell, model)
+            return model, checkpoint.load_model(stored, cell, model, train_data)
         trained = train_cell(cell, model, adapter, options, progress, should_stop, retrain)
-        checkpoint.save_model(stored, cell, model, trained)
+        with STOP.phase(f"saving the model of {cell.describe()}", defer=True):
+            checkpoint.save_model(stored, cell, model, {**trained, "train_data": train_data})
     return model, trained
 
 
@@ -139,16 +178,19 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
         checkpoint.save(path, cell, model, optimizer, scheduler, sampler, state,
                         seconds_before + time.perf_counter() - start)
 
+    kept = f"its training checkpoint is saved in {path.parent}"
     try:
-        train(model, optimizer, scheduler, sampler, train_set, state, cell, device,
-              validate=validation(model, adapter, cell, device),
-              augment=adapter.train_augmentation(), progress=progress,
-              checkpoint=save_checkpoint, should_stop=should_stop, prefetch=options.prefetch)
+        with STOP.phase(f"training {cell.describe()}", kept, defer=True):
+            train(model, optimizer, scheduler, sampler, train_set, state, cell, device,
+                  validate=validation(model, adapter, cell, device),
+                  augment=adapter.train_augmentation(), progress=progress,
+                  checkpoint=save_checkpoint, should_stop=should_stop, prefetch=options.prefetch)
     except NumericalFault as fault:
         raise NumericalFault(f"{fault} at training episode {state.episode + 1}",
                              state.log[-20:]) from None
     if state.episode < cell.train.episodes:
-        raise Interrupted(cell.describe())
+        raise Interrupted(f"stopped while training {cell.describe()}: {kept}; rerun the same "
+                          "command to resume")
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     path.unlink(missing_ok=True)
@@ -169,7 +211,14 @@ def validation(model, adapter: DatasetAdapter, cell: Cell, device):
     if query < 1:
         return None
     episodes = fixed_episodes(val_set, way, shot, query, cell.train.val_episodes, cell.seed)
-    return lambda: float(evaluate(model, val_set, episodes, device).mean())
+    kept = ("training resumes from the checkpoint saved just before this validation"
+            if cell.train.checkpoint_every else "training restarts (--checkpoint-every 0)")
+
+    def validate() -> float:
+        with STOP.phase(f"validating {cell.describe()}", kept):
+            return float(evaluate(model, val_set, episodes, device).mean())
+
+    return validate
 
 
 def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: dict,
@@ -206,8 +255,10 @@ def split_label(cell: Cell) -> str:
 
 
 def write_cell(out_dir: Path, cell: Cell, row: dict, accuracies, log: list[dict],
-               replace: bool) -> None:
-    """Per-episode file, log and config first, the results row last (it marks the cell done)."""
+               replace: bool) -> bool:
+    """Per-episode file, log and config first, the results row last (it marks the cell done).
+
+    False: the row was already there (written by a concurrent run)."""
     import pandas as pd
 
     results.save_per_episode(out_dir, cell.cell_id, accuracies)
@@ -216,7 +267,7 @@ def write_cell(out_dir: Path, cell: Cell, row: dict, accuracies, log: list[dict]
                                                          "val_acc", "lr"]).to_csv(index=False))
     results.atomic_write_text(Path(out_dir) / "configs" / f"{cell.cell_id}.json",
                               json.dumps(row["config"], indent=2, sort_keys=True) + "\n")
-    results.append_row(out_dir, row, replace=replace)
+    return results.append_row(out_dir, row, replace=replace)
 
 
 def record_failure(out_dir: Path, cell: Cell, message: str, log: list[dict]) -> str:

@@ -5,6 +5,7 @@ The runner itself only calls a ``bench.runner.Progress`` object.
 
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 
@@ -19,23 +20,71 @@ def live_progress():
     if not sys.stdout.isatty():
         yield None
         return
+    with make_bars() as bars:
+        yield bars
+
+
+def make_bars(console=None):
+    """Progress bars that keep their counts and times on an 80-column terminal: the label is
+    shortened (with …) and the status wraps under it before anything else gives way."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TextColumn, \
         TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Column
 
-    bars = Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with bars:
-        yield bars
+    return Bars(TextColumn("{task.description}", table_column=Column(
+                    ratio=3, no_wrap=True, overflow="ellipsis", min_width=12)),
+                BarColumn(bar_width=10),
+                MofNCompleteColumn(table_column=Column(no_wrap=True)),
+                TextColumn("{task.fields[status]}", table_column=Column(ratio=1, min_width=10)),
+                TimeElapsedColumn(table_column=Column(no_wrap=True)),
+                TimeRemainingColumn(table_column=Column(no_wrap=True)),
+                console=console, expand=True)
+
+
+@contextmanager
+def announce_cache_builds(bars=None):
+    """Print the data layer's notices (a cache being built, and how long it took) as lines;
+    with ``bars`` (a terminal) a pulsing bar with the elapsed time also shows the build."""
+    logger = logging.getLogger("bench")
+    building = {}
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(record.getMessage())
+            event, what = getattr(record, "cache_build", None), getattr(record, "what", "")
+            if bars is not None and event == "start":
+                building[what] = bars.add_task(f"building the {what} cache", total=None,
+                                               status="")
+            elif bars is not None and event == "done" and what in building:
+                bars.remove_task(building.pop(what))
+
+    handler = Echo(logging.INFO)
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def progress_for(bars, cell) -> Progress:
     return RichProgress(bars, cell) if bars is not None else LineProgress(cell)
 
 
+def bar_label(cell) -> str:
+    """What a bar says, the distinguishing part first (the method's parameters may be cut):
+    "5-way 1-shot seed 0 trm(attn_dim=128)"; a run has one dataset, so it is left out."""
+    from rich.markup import escape
+
+    return escape(f"{cell.way}-way {cell.shot}-shot seed {cell.seed} {cell.method.label}")
+
+
 class RichProgress(Progress):
     def __init__(self, bars, cell):
         self.bars = bars
-        self.label = cell.describe()
+        self.label = bar_label(cell)
         self.train_task = None
         self.eval_task = None
         self.val_text = ""
@@ -72,5 +121,7 @@ class LineProgress(Progress):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
     def evaluated(self, done, total):
+        if done == 0:
+            click.echo(f"test  {self.label}: evaluating {total} episodes")
         if done == total:
             click.echo(f"test  {self.label}: {total} episodes done")

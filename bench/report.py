@@ -27,7 +27,7 @@ import numpy as np
 
 from bench import stats
 from bench.errors import BenchError
-from bench.results import per_episode
+from bench.results import per_episode, per_episode_path
 
 # The backbone is an attribute of a method (TRM on Conv-64F beside ProtoNet on Conv-4 is the
 # comparison the harness exists for), so it labels rows rather than splitting tables.
@@ -40,8 +40,17 @@ class EpisodesMismatch(BenchError):
     """Two methods' results were measured on different episodes and cannot be paired."""
 
 
+class NothingToCompare(BenchError):
+    """No pair of results could be compared; ``refused`` says why for each."""
+
+    def __init__(self, message: str, refused: list[str]):
+        super().__init__(message)
+        self.refused = refused
+
+
 def with_episodes(frame):
-    """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies).
+    """``frame`` without duplicate cell_ids, plus an ``episodes`` column (per-episode accuracies,
+    None where the row's per-episode file is absent: the row then counts by its acc and ci95).
 
     Rows of one cell that are not seeds of one experiment get their own method labels
     (:func:`distinguish_experiments`)."""
@@ -49,8 +58,18 @@ def with_episodes(frame):
         raise BenchError("the results hold no rows yet; finish a `bench run` first")
     frame = pooling_rows(frame, CELL_KEYS)
     if "episodes" not in frame.columns:
-        frame = frame.assign(episodes=[per_episode(row) for _, row in frame.iterrows()])
+        frame = frame.assign(episodes=[_episodes_if_present(row) for _, row in frame.iterrows()])
     return frame
+
+
+def _episodes_if_present(row):
+    if not per_episode_path(row["source_dir"], row["cell_id"]).exists():
+        return None
+    return per_episode(row)
+
+
+def _missing_episodes(rows) -> bool:
+    return any(episodes is None for episodes in rows["episodes"])
 
 
 # Settings that the cell keys already hold, or that tell seeds of one experiment apart.
@@ -117,11 +136,15 @@ def summarize(frame, ci_method: str = "normal"):
     frame = with_episodes(frame)
     rows = []
     for key, cell in frame.groupby(CELL_KEYS, sort=True):
-        pooled = np.concatenate(list(cell["episodes"]))
-        acc, ci95 = stats.mean_ci(pooled * 100.0, ci_method)
+        if _missing_episodes(cell):  # the CSV's numbers, combined as `bench check` does
+            acc, ci95 = float(cell["acc"].mean()), stats.combined_ci(cell["ci95"])
+            count = int(cell["test_episodes"].sum())
+        else:
+            pooled = np.concatenate(list(cell["episodes"]))
+            (acc, ci95), count = stats.mean_ci(pooled * 100.0, ci_method), int(pooled.size)
         rows.append({**dict(zip(CELL_KEYS, key)), "acc": acc, "ci95": ci95,
-                     "n_episodes": int(pooled.size), "n_seeds": int(cell["seed"].nunique()),
-                     "ci_method": ci_method})
+                     "n_episodes": count, "n_seeds": int(cell["seed"].nunique()),
+                     "ci_method": ci_method, "from_csv": _missing_episodes(cell)})
     summary = pd.DataFrame(rows)
     summary["bold"] = False
     summary["lead_test"] = ""
@@ -159,6 +182,10 @@ def _cell_rows(frame, key, method: str):
 def _episodes_by_hash(rows, method: str, key) -> dict:
     by_hash = {}
     for _, row in rows.iterrows():
+        if row["episodes"] is None:
+            raise EpisodesMismatch(f"{method} in {cell_label(key)} has no per-episode accuracies "
+                                   f"({per_episode_path(row['source_dir'], row['cell_id'])} is "
+                                   "missing)")
         if row["episodes_hash"] in by_hash:
             raise BenchError(f"{method} has two results on the same episodes in {cell_label(key)} "
                              f"(episodes_hash {row['episodes_hash']}); pass each run once")
@@ -191,6 +218,23 @@ def paired_episodes(frame, key, other: str) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def _tables_without(frame, reference: str) -> list[str]:
+    """Why tables (dataset, split, way) lacking a ``reference`` row have no comparison."""
+    notes = []
+    for key, group in frame.groupby(GROUP_KEYS, sort=True):
+        labels = sorted(group["method"].unique())
+        if reference in labels:
+            continue
+        where = f"{key[0]} {key[2]}-way" + (f" ({key[1]})" if key[1] else "")
+        variants = [label for label in labels if label.startswith(f"{reference} [")]
+        if variants:
+            notes.append(f"{where}: its {reference} rows are different experiments, labelled "
+                         f"{', '.join(variants)}; pass one of these labels to --compare")
+        else:
+            notes.append(f"{where}: no {reference} result (methods there: {', '.join(labels)})")
+    return notes
+
+
 @dataclass
 class Comparison:
     """Paired comparisons against one reference method: a table and the refused pairs."""
@@ -200,12 +244,15 @@ class Comparison:
     refused: list[str]
 
 
-def compare(frame, reference: str, against=None, ci_method: str = "normal") -> Comparison:
+def compare(frame, reference: str, against=None, ci_method: str = "normal",
+            strict: bool = True) -> Comparison:
     """Every other method (or those in ``against``) vs ``reference`` in every cell they share.
 
     Columns: the cell keys, ``method`` (the other one), ``diff`` (reference − method, points),
     ``ci95``, ``t_p``, ``wilcoxon_p``, their Holm-adjusted ``t_p_holm``/``wilcoxon_p_holm``, ``n``.
-    Raises BenchError if the reference is unknown or nothing could be paired.
+    Raises BenchError if the reference is unknown, NothingToCompare if nothing could be paired
+    (unless not ``strict``: then the table is empty). ``refused`` also names every table without
+    a ``reference`` row, and the cells where a method of ``against`` has no row.
     """
     import pandas as pd
 
@@ -216,12 +263,14 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal") -> C
         if name not in methods:
             raise BenchError(f"method {name!r} is not in the results; methods: {', '.join(methods)}")
     others = [m for m in (against or methods) if m != reference]
-    rows, refused = [], []
+    rows, refused = [], _tables_without(frame, reference)
     reference_cells = frame[frame["method"] == reference]
     for key, _ in reference_cells.groupby(CELL_KEYS, sort=True):
         key = dict(zip(CELL_KEYS, key))
         for other in others:
             if not len(_cell_rows(frame, key, other)):
+                if against:
+                    refused.append(f"{other} has no result in {cell_label(key)}")
                 continue
             try:
                 test = stats.paired_test(*paired_episodes(frame, key, other), ci_method)
@@ -230,9 +279,13 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal") -> C
                 continue
             rows.append({**key, "method": other, "diff": test.mean_diff, "ci95": test.ci95,
                          "t_p": test.t_p, "wilcoxon_p": test.wilcoxon_p, "n": test.n})
+    refused = list(dict.fromkeys(refused))  # one note per reason, in order
     if not rows:
         reasons = "; ".join(refused) or "no method shares a cell with it"
-        raise BenchError(f"nothing to compare against {reference}: {reasons}")
+        if strict:
+            raise NothingToCompare(f"nothing to compare against {reference}: {reasons}", refused)
+        refused = refused or [f"no method shares a cell with {reference}"]
+        return Comparison(reference, pd.DataFrame(columns=CELL_KEYS), refused)
     table = pd.DataFrame(rows)
     table["t_p_holm"] = stats.holm(table["t_p"])
     table["wilcoxon_p_holm"] = stats.holm(table["wilcoxon_p"])

@@ -100,9 +100,9 @@ def append_row(out_dir: Path, row: dict, replace: bool = False) -> bool:
     if missing:
         raise ValueError(f"results row lacks columns {missing}")
     with locked(out_dir):
-        existing = path.read_text() if path.exists() else ""
+        existing = read_text(path) if path.exists() else ""
         if existing:
-            check_header(path, existing.splitlines()[0])
+            checked_rows(path, existing)
             if row["cell_id"] in finished_cell_ids(out_dir, existing):
                 if not replace:
                     return False
@@ -159,11 +159,95 @@ def finished_cell_ids(out_dir: Path, text: str | None = None) -> set[str]:
     return {row["cell_id"] for row in rows if row.get("cell_id")}
 
 
+def finished_rows(out_dir: Path) -> dict[str, dict]:
+    """{cell_id: row} of DIR/results.csv, every row checked (a damaged line is a BenchError)."""
+    path = results_path(out_dir)
+    if not path.exists():
+        return {}
+    return {row["cell_id"]: row for row in checked_rows(path, read_text(path))}
+
+
+# Columns every row must hold as numbers; a row that lacks one was not written by `bench run`.
+NUMERIC = ("way", "shot", "query", "test_episodes", "acc", "ci95", "seed", "schema_version")
+
+
+def read_text(path: Path) -> str:
+    """A results file's text; a BenchError for a binary (zip, image, ...) or unreadable file."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BenchError(f"cannot read results file {path}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BenchError(f"{path} is not a fewshot-bench results file (not text); pass a "
+                         "results.csv or the --out directory of a `bench run`") from None
+    if "\0" in text:
+        raise BenchError(f"{path} is not a fewshot-bench results file (binary data); pass a "
+                         "results.csv or the --out directory of a `bench run`")
+    return text
+
+
+def checked_rows(path: Path, text: str) -> list[dict]:
+    """The rows of a results file's ``text``, each checked: all fields present, cell_id set,
+    numbers where numbers belong. A damaged line is a one-line error naming it."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames:
+        check_header(path, ",".join(reader.fieldnames))
+    rows = []
+    try:
+        for row in reader:
+            _check_schema(path, row.get("schema_version"))
+            problem = _row_problem(row, len(reader.fieldnames))
+            if problem:
+                line = text.splitlines()[reader.line_num - 1] if reader.line_num else ""
+                shown = line if len(line) <= 60 else line[:57] + "..."
+                raise BenchError(f"{path} line {reader.line_num} is damaged ({problem}): "
+                                 f"{shown!r}; delete or repair that line")
+            rows.append(row)
+    except csv.Error as error:
+        raise BenchError(f"{path} line {reader.line_num} is damaged ({error}); delete or "
+                         "repair that line") from None
+    return rows
+
+
+def _check_schema(path: Path, version) -> None:
+    try:
+        newer = float(version) > SCHEMA_VERSION
+    except (TypeError, ValueError):
+        return  # a damaged field: _row_problem names it
+    if newer:
+        raise BenchError(f"{path} has results schema {version}, newer than this fewshot-bench "
+                         f"reads ({SCHEMA_VERSION}); upgrade fewshot-bench")
+
+
+def _row_problem(row: dict, width: int) -> str:
+    if None in row:
+        return f"{width + len(row[None])} fields, the header has {width}"
+    absent = [name for name, value in row.items() if value is None]
+    if absent:
+        return f"{width - len(absent)} fields, the header has {width}"
+    if not row.get("cell_id", "").strip():
+        return "no cell_id"
+    for name in NUMERIC:
+        if name in row:
+            try:
+                float(row[name])
+            except ValueError:
+                return f"{name} {row[name]!r} is not a number"
+    return ""
+
+
 def load(paths: Iterable[str | Path] | str | Path):
     """All rows of one or more results files (or directories holding results.csv) as a DataFrame.
 
     Adds ``source_dir`` (where per-episode files live). Refuses foreign files and newer schemas.
     """
+    import io
+
     import pandas as pd
 
     if isinstance(paths, (str, Path)):
@@ -176,9 +260,11 @@ def load(paths: Iterable[str | Path] | str | Path):
         if not path.is_file():
             raise BenchError(f"results file {path} does not exist; pass a results.csv or the --out "
                              "directory of a `bench run`")
+        text = read_text(path)
+        checked_rows(path, text)
         try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            frame = pd.read_csv(io.StringIO(text))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
             raise BenchError(f"cannot read results file {path}: {error}") from None
         if "cell_id" not in frame.columns or "schema_version" not in frame.columns:
             raise BenchError(f"{path} is not a fewshot-bench results file "

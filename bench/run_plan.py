@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 import time
 from pathlib import Path
 
@@ -11,8 +11,11 @@ import click
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
 from bench.data import data_root
 from bench.errors import BenchError
-from bench.grid import Interrupted, RunOptions, run_grid
+from bench.grid import RunOptions, run_grid
+from bench.interrupt import STOP, Stopped
 from bench.registry import DATASETS
+
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators accept everywhere
 
 
 def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
@@ -20,7 +23,8 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     DATASETS.get(options["dataset"])
     dataset_params = parse_assignments(",".join(options["dataset_options"]),
                                        f"dataset {options['dataset']}")
-    optional = {name: int_list(options[name], f"--{name.replace('_', '-')}")[0]
+    optional = {name: int_list(options[name], f"--{name.replace('_', '-')}",
+                               minimum=2 if name == "train_way" else 1)[0]
                 for name in ("train_way", "train_shot") if options[name] is not None}
     train = TrainConfig(
         episodes=_count(options["train_episodes"], "--train-episodes", allow_zero=True),
@@ -32,8 +36,12 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     train.validate()
     query = int_list(options["query"], "--query")[0]
     test_episodes = _count(options["test_episodes"], "--test-episodes")
-    seeds = int_list(options["seeds"], "--seed", minimum=None, example="0,1,2")
-    ways, shots = int_list(options["ways"], "--ways"), int_list(options["shots"], "--shots")
+    if test_episodes < 2:
+        raise BenchError("--test-episodes must be at least 2 (a 95% CI needs two episodes); "
+                         "write e.g. --test-episodes 600")
+    seeds = int_list(options["seeds"], "--seed", minimum=0, example="0,1,2", maximum=MAX_SEED)
+    ways = int_list(options["ways"], "--ways", minimum=2, example="5,20")
+    shots = int_list(options["shots"], "--shots")
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
              train)
@@ -43,7 +51,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     run_options = RunOptions(out_dir=out_dir_writable(options["out_dir"]),
                              data_root=data_root(options["data_root"]),
                              cache_dir=options["cache_dir"], download=options["download"],
-                             device=options["device"], force=options["force"],
+                             device=check_device(options["device"]), force=options["force"],
                              prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
                              ci_method=options["ci_method"])
     return cells, run_options
@@ -59,8 +67,9 @@ def _count(text: str, option: str, allow_zero: bool = False) -> int:
     return value
 
 
-def int_list(text: str, option: str, minimum: int | None = 1, example: str = "1,5") -> list[int]:
-    """Comma-separated integers of a CLI option (each ≥ ``minimum`` unless it is None)."""
+def int_list(text: str, option: str, minimum: int | None = 1, example: str = "1,5",
+             maximum: int | None = None) -> list[int]:
+    """Comma-separated integers of a CLI option (each in [``minimum``, ``maximum``])."""
     values = []
     for item in filter(None, (part.strip() for part in str(text).split(","))):
         try:
@@ -69,14 +78,48 @@ def int_list(text: str, option: str, minimum: int | None = 1, example: str = "1,
             raise BenchError(f"{option} {item!r} is not an integer; write e.g. {option} "
                              f"{example}") from None
         if minimum is not None and value < minimum:
-            raise BenchError(f"{option} must be positive integers, got {value}")
+            raise BenchError(f"{option} must be {_at_least(minimum)}, got {value}")
+        if maximum is not None and value > maximum:
+            raise BenchError(f"{option} must be at most {maximum}, got {value}")
         values.append(value)
     if not values:
         raise BenchError(f"{option} is empty; write e.g. {option} {example}")
     return values
 
 
+def _at_least(minimum: int) -> str:
+    if minimum == 1:
+        return "positive integers"
+    if minimum == 2:
+        return "at least 2 (a 1-way task is always 100% correct)"
+    return f"integers ≥ {minimum}"
+
+
+def max_threads() -> int:
+    """The most --threads accepted: 4 per logical core (more only slows torch down, or crashes)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> int | None:
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise BenchError(f"--threads must be between 1 and {max_threads()} (4 × this machine's "
+                         f"{os.cpu_count()} logical cores), got {threads}")
+    return threads
+
+
+def check_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (what the runner supports), else a one-line error."""
+    import re
+
+    device = str(text).strip()
+    if device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device):
+        return device
+    raise BenchError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N")
+
+
 def out_dir_writable(path: str) -> Path:
+    if not str(path).strip():
+        raise BenchError("--out is empty; pass --out DIR (a folder for the results)")
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -89,60 +132,89 @@ def out_dir_writable(path: str) -> Path:
     return out
 
 
-def execute(cells: list[Cell], options: RunOptions, stop, threads: int | None = None) -> None:
+def execute(cells: list[Cell], options: RunOptions, threads: int | None = None) -> None:
+    """Run the grid with progress, print the summary; Ctrl-C/SIGTERM exit 130 (bench.interrupt)."""
     import torch
 
-    from bench.progress import live_progress, progress_for
+    from bench import results
+    from bench.progress import announce_cache_builds, live_progress, progress_for
 
     if threads:
-        torch.set_num_threads(threads)
-    if options.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {options.device} but torch sees no CUDA device; "
-                             "use --device cpu")
-        torch.backends.cudnn.benchmark = True  # training episodes all have one shape
+        torch.set_num_threads(check_threads(threads))
+    check_cuda(options.device)
+    results.finished_rows(options.out_dir)  # a damaged results file fails before any work
+    wanted = {cell.cell_id for cell in cells}
+    STOP.summary = lambda: (f"{len(wanted & results.finished_cell_ids(options.out_dir))} of "
+                            f"{len(wanted)} cells finished, in {results.results_path(options.out_dir)}")
     start = time.perf_counter()
-    with live_progress() as bars:
-        try:
+    try:
+        with live_progress() as bars, announce_cache_builds(bars):
             outcome = run_grid(cells, options, lambda cell: progress_for(bars, cell),
-                               should_stop=stop)
-        except Interrupted as stopped:
-            click.echo(f"stopped during {stopped}: checkpoint saved in {options.out_dir}/"
-                       "checkpoints; rerun the same command to resume", err=True)
-            sys.exit(130)
+                               should_stop=STOP)
+    except Stopped as stopped:
+        STOP.exit(str(stopped))
     print_summary(cells, outcome, options, time.perf_counter() - start)
     if outcome.failed:
-        sys.exit(1)
+        raise SystemExit(1)
+
+
+def check_cuda(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device} but torch sees no CUDA device; use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise BenchError(f"--device {device} but torch sees {torch.cuda.device_count()} CUDA "
+                             f"device(s); use --device cuda:0")
+        torch.backends.cudnn.benchmark = True  # training episodes all have one shape
 
 
 def print_summary(cells, outcome, options: RunOptions, seconds: float) -> None:
+    """The finished cells' table(s), then what ran, what was skipped and what failed."""
     from rich.console import Console
-    from rich.table import Table
 
     from bench import results
 
     console = Console()
-    frame = results.load(options.out_dir)
-    wanted = {cell.cell_id for cell in cells}
-    frame = frame[frame["cell_id"].isin(wanted)]
-    for (dataset, way), group in frame.groupby(["dataset", "way"], sort=True):
-        shots = sorted(group["shot"].unique())
-        table = Table(title=f"{dataset}, {way}-way: accuracy % ± 95% CI "
-                            f"({int(group['test_episodes'].iloc[0])} test episodes)")
-        table.add_column("method")
-        for shot in shots:
-            table.add_column(f"{shot}-shot", justify="right")
-        table.add_column("train time", justify="right")
-        for method, rows in group.groupby("method", sort=False):
-            cells_text = []
-            for shot in shots:
-                hit = rows[rows["shot"] == shot]
-                cells_text.append("" if hit.empty else " / ".join(
-                    f"{r.acc:.2f} ± {r.ci95:.2f}" for r in hit.itertuples()))
-            table.add_row(method, *cells_text, f"{rows['train_seconds'].sum():.0f} s")
-        console.print(table)
-    console.print(f"{len(outcome.rows)} cells run, {len(outcome.skipped)} already finished "
-                  f"(skipped; --force redoes them), in {seconds:.0f} s. "
-                  f"Results: {results.results_path(options.out_dir)}")
+    if results.results_path(options.out_dir).exists():
+        frame = results.load(options.out_dir)
+        for table in summary_tables(frame[frame["cell_id"].isin({c.cell_id for c in cells})]):
+            console.print(table)
+    elsewhere = (f", {len(outcome.finished_elsewhere)} finished by another run meanwhile"
+                 if outcome.finished_elsewhere else "")
+    failed = f", {len(outcome.failed)} failed" if outcome.failed else ""
+    click.echo(f"{len(outcome.rows)} cells run, {len(outcome.skipped)} already finished "
+               f"(skipped; --force redoes them){elsewhere}{failed}, in {seconds:.0f} s. "
+               f"Results: {results.results_path(options.out_dir)}")
     for cell, message in outcome.failed:
         click.echo(f"failed: {cell.describe()}: {message}")
+
+
+def summary_tables(frame) -> list:
+    """One rich table per (dataset, way): methods × shots; several seeds: one line per seed."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = []
+    for (dataset, way), group in frame.groupby(["dataset", "way"], sort=True):
+        shots = sorted(group["shot"].unique())
+        seeds = sorted(group["seed"].unique())
+        caption = (f"one line per seed ({', '.join(map(str, seeds))})" if len(seeds) > 1
+                   else None)
+        table = Table(title=f"{dataset}, {way}-way: accuracy % ± 95% CI "
+                            f"({int(group['test_episodes'].iloc[0])} test episodes)",
+                      caption=caption)
+        table.add_column("method", overflow="fold")
+        for shot in shots:
+            table.add_column(f"{shot}-shot", justify="right", no_wrap=True)
+        table.add_column("train time", justify="right", no_wrap=True)
+        for method, rows in group.groupby("method", sort=False):
+            texts = []
+            for shot in shots:
+                hit = rows[rows["shot"] == shot].sort_values("seed")
+                texts.append("\n".join(f"{r.acc:.2f} ± {r.ci95:.2f}" for r in hit.itertuples()))
+            table.add_row(escape(str(method)), *texts, f"{rows['train_seconds'].sum():.0f} s")
+        tables.append(table)
+    return tables

@@ -119,14 +119,16 @@ def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell,
     progress = progress or Progress()
     total, config = cell.train.episodes, cell.train
     while state.episode < total:
+        if checkpoint is not None and _validates(state.episode + 1, config, validate) \
+                and config.checkpoint_every and state.episode % config.checkpoint_every:
+            checkpoint()  # a stop during the (long) validation resumes from here
         episode, pixels = next(feed)
         loss, accuracy = train_step(model, optimizer, scheduler, pixels, episode, device,
                                     augment, config.precision)
         state.episode += 1
         entry = {"episode": state.episode, "loss": loss, "train_acc": accuracy,
                  "val_acc": float("nan"), "lr": optimizer.param_groups[0]["lr"]}
-        if validate is not None and config.val_every and (
-                state.episode % config.val_every == 0 or state.episode == total):
+        if _validates(state.episode, config, validate):
             entry["val_acc"] = validate()
             progress.validated(state.episode, entry["val_acc"])
             if entry["val_acc"] > state.best_accuracy:
@@ -140,6 +142,12 @@ def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell,
             checkpoint()
         if stopping:
             break
+
+
+def _validates(episode: int, config, validate) -> bool:
+    """Whether training episode ``episode`` (1-based) is followed by a validation."""
+    return validate is not None and bool(config.val_every) and (
+        episode % config.val_every == 0 or episode == config.episodes)
 
 
 @torch.no_grad()
@@ -160,6 +168,7 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
     if mode == "cached" and getattr(model, "needs_images", False):
         mode = "per-episode"
     progress = progress or Progress()
+    progress.evaluated(0, len(episodes))
     if mode == "cached":
         used = episodes.used_images()
         features = embed_all(model, image_set.images[used], device)

@@ -6,6 +6,7 @@ reads files or does statistics.
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -56,8 +57,9 @@ def summary_grids(summary) -> list[Grid]:
             cells = [(f"{method} ({backbone})" if backbone else method, False)]
             for shot in shots:
                 row = by_shot.get(shot)
-                cells.append((f"{row.acc:.2f} ± {row.ci95:.2f}", bool(row.bold)) if row else
-                             ("-", False))
+                mark = "†" if row and getattr(row, "from_csv", False) else ""
+                cells.append((f"{row.acc:.2f} ± {row.ci95:.2f}{mark}", bool(row.bold)) if row
+                             else ("-", False))
             rows.append(cells)
         ci_method = table["ci_method"].iloc[0]
         footnotes = [
@@ -66,6 +68,9 @@ def summary_grids(summary) -> list[Grid]:
             ("Bold: best in its column and significantly better than the runner-up (p < 0.05, "
              "paired t-test on the same episodes; non-overlapping CIs where episodes differ)."),
         ]
+        if "from_csv" in table and table["from_csv"].any():
+            footnotes.append("†: per-episode files missing; acc and ci95 of results.csv (seeds "
+                             "combined as in `bench check`), not pooled, not paired.")
         grids.append(Grid(group_title(dict(zip(GROUP_KEYS, key))),
                           ["method"] + [f"{shot}-shot" for shot in shots], rows, footnotes))
     return grids
@@ -81,6 +86,9 @@ def comparison_grids(comparison) -> list[Grid]:
     reference, table = comparison.reference, comparison.table
     header = ["shot", "method", f"{reference} − method (points)", "p t-test", "p Wilcoxon",
               "p t-test Holm", "p Wilcoxon Holm", "n"]
+    if not len(table):
+        return [Grid(f"Paired comparison against {reference}: nothing could be paired", header,
+                     [], [f"Not compared: {reason}" for reason in comparison.refused], 2)]
     grids = []
     for key, group in table.groupby(GROUP_KEYS, sort=True):
         rows = [[(text, False) for text in (
@@ -132,12 +140,20 @@ def to_latex(grid: Grid) -> str:
 
 def to_rich(grid: Grid):
     """A rich.table.Table of the grid (markup in cell texts escaped)."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=grid.title, caption="\n".join(grid.footnotes), caption_justify="left")
+    # No vertical rules: an 8-column comparison then fits 80 columns without splitting a number.
+    table = Table(title=escape(grid.title), caption=escape("\n".join(grid.footnotes)),
+                  caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
     for index, name in enumerate(grid.header):
-        table.add_column(escape(name), justify="left" if index < grid.label_columns else "right")
+        number = index >= grid.label_columns
+        if number:  # numbers are never split; a long header goes on two lines instead
+            widest = max([len(row[index][0]) for row in grid.rows] + [len(w) for w in name.split()])
+            name = "\n".join(textwrap.wrap(name, widest))
+        table.add_column(escape(name), justify="right" if number else "left", no_wrap=number)
     for row in grid.rows:
         table.add_row(*(f"[bold]{escape(text)}[/bold]" if bold else escape(text)
                         for text, bold in row))
@@ -166,7 +182,8 @@ def report_grids(frame, reference=None, against=(), ci_method: str = "normal") -
 
     grids = summary_grids(summarize(frame, ci_method))
     if reference:
-        grids += comparison_grids(compare(frame, reference, list(against), ci_method))
+        grids += comparison_grids(compare(frame, reference, list(against), ci_method,
+                                          strict=False))
     return grids
 
 

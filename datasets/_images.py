@@ -77,8 +77,13 @@ def decode_many(paths: Sequence[Path], size: int, boxes: Sequence | None = None)
     def one(index: int) -> None:
         out[index] = decode(paths[index], paths[index], "RGB", size, boxes[index]).transpose(2, 0, 1)
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
         list(pool.map(one, range(len(paths))))
+    except BaseException:  # Ctrl-C or a bad image: drop the queued decodes, do not wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return out
 
 

@@ -8,7 +8,8 @@ two apart lets evaluation embed every test image once and run only the head per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import torch
@@ -19,9 +20,18 @@ from bench.errors import BenchError
 from bench.methods.backbones import BACKBONES, make_backbone
 
 
-def param(default, help: str):
-    """A config field with its help text (shown by `bench list`)."""
-    return field(default=default, metadata={"help": help})
+def param(default, help: str, choices: tuple | None = None, positive: bool = False):
+    """A config field with its help text (shown by `bench list`).
+
+    ``choices``: the only valid values; ``positive``: a number that must be finite and > 0.
+    ``MethodConfig.validate`` checks both for every field, before anything is trained.
+    """
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if positive:
+        metadata["positive"] = True
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,21 @@ class MethodConfig:
         if self.backbone not in BACKBONES:
             raise BenchError(f"unknown backbone {self.backbone!r}; valid backbones: "
                              f"{', '.join(BACKBONES)}")
+        for spec in fields(self):
+            check_param(spec, getattr(self, spec.name))
+
+
+def check_param(spec, value) -> None:
+    """The ``choices``/``positive`` rules of one field's ``param`` metadata, as BenchErrors."""
+    choices = spec.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise BenchError(f"parameter {spec.name}={value!r} is not valid; valid values: "
+                         f"{', '.join(map(str, choices))}")
+    if spec.metadata.get("positive"):
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or number <= 0:
+            raise BenchError(f"parameter {spec.name}={value!r} must be a positive finite number, "
+                             f"e.g. {spec.name}={spec.default}")
 
 
 class FewShotClassifier(nn.Module):

@@ -20,8 +20,9 @@ class CosinePrototypes(FewShotClassifier):
     @dataclass(frozen=True)
     class Config(MethodConfig):
         backbone: str = param("conv64f", "embedding network: conv4 | conv64f")
-        temperature: str = param("learned", "logit scale τ: learned | fixed")
-        tau: float = param(10.0, "initial (or fixed) value of τ")
+        temperature: str = param("learned", "logit scale τ: learned | fixed",
+                                 choices=("learned", "fixed"))
+        tau: float = param(10.0, "initial (or fixed) value of τ (> 0)", positive=True)
 
     def __init__(self, config, in_channels):
         super().__init__(config, in_channels)

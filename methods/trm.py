@@ -28,13 +28,6 @@ from bench.registry import METHODS
 from bench.methods._attention import ATTENTION, WEIGHT_COPIES
 from bench.methods.base import FewShotClassifier, MethodConfig, Temperature, param
 
-CHOICES = {
-    "normalize": ("dual", "row", "sinkhorn"),
-    "shots": ("concat", "mean_map", "per_shot"),
-    "scale": ("channels", "attn_dim"),
-    "init": ("identity", "random"),
-    "temperature": ("learned", "fixed"),
-}
 # The explicit (dual, sinkhorn) weights are computed in blocks of at most this many bytes per
 # thread (query images, and key sets when one query image's are larger), so that their passes
 # over the weights stay in the CPU's L2 caches (2 MiB a core here): against 32 MiB blocks, 1.3×
@@ -51,31 +44,30 @@ class TaskRelatedMetric(FewShotClassifier):
     class Config(MethodConfig):
         backbone: str = param("conv64f", "embedding network: conv4 | conv64f")
         attn_dim: int = param(64, "width d of the Q/K/V projections")
-        normalize: str = param("dual", "α: dual (row ⊙ column softmax, the text) | row | sinkhorn")
+        normalize: str = param("dual", "α: dual (row ⊙ column softmax, the text) | row | sinkhorn",
+                               choices=("dual", "row", "sinkhorn"))
         sinkhorn_iters: int = param(3, "column/row normalisation rounds of normalize=sinkhorn")
-        shots: str = param("concat", "K-shot keys: concat (K·HW positions) | mean_map | per_shot")
-        scale: str = param("channels", "score scale: channels (1/√C, the text) | attn_dim (1/√d)")
+        shots: str = param("concat", "K-shot keys: concat (K·HW positions) | mean_map | per_shot",
+                           choices=("concat", "mean_map", "per_shot"))
+        scale: str = param("channels", "score scale: channels (1/√C, the text) | attn_dim (1/√d)",
+                           choices=("channels", "attn_dim"))
         embed_dim: int = param(0, "width C of a per-position linear layer after the backbone (0: none)")
         per_position: bool = param(False, "mean of per-position cosines, not whole-map cosine")
-        init: str = param("identity", "identity (W_q=W_k=W_v=A, W_o=Aᵀ, AᵀA=I) | random")
-        temperature: str = param("learned", "logit scale τ: learned | fixed (1.0 = patent text)")
-        tau: float = param(10.0, "initial (or fixed) value of τ")
+        init: str = param("identity", "identity (W_q=W_k=W_v=A, W_o=Aᵀ, AᵀA=I) | random",
+                          choices=("identity", "random"))
+        temperature: str = param("learned", "logit scale τ: learned | fixed (1.0 = patent text)",
+                                 choices=("learned", "fixed"))
+        tau: float = param(10.0, "initial (or fixed) value of τ", positive=True)
         max_attn_mib: int = param(2048, "memory bound of the attention weights; chunks queries")
 
         def validate(self) -> None:
-            super().validate()
-            for name, valid in CHOICES.items():
-                if getattr(self, name) not in valid:
-                    raise BenchError(f"{name}={getattr(self, name)!r} of trm is not valid; "
-                                     f"valid values: {', '.join(valid)}")
+            super().validate()  # the choices and positive numbers declared above
             if self.attn_dim < 1 or self.max_attn_mib < 1 or self.sinkhorn_iters < 1:
                 raise BenchError("attn_dim, max_attn_mib and sinkhorn_iters of trm must be "
                                  "positive integers")
             if self.embed_dim < 0:
                 raise BenchError(f"embed_dim of trm must be 0 (none) or positive, got "
                                  f"{self.embed_dim}")
-            if not (math.isfinite(self.tau) and self.tau > 0):
-                raise BenchError(f"tau of trm must be a positive finite number, got {self.tau}")
 
     def __init__(self, config: Config, in_channels: int, channels: int = BACKBONE_CHANNELS):
         super().__init__(config, in_channels)

@@ -118,3 +118,19 @@ def test_tolerance_widens_the_allowed_drop():
     loose = check_module.check(frame(80.0), frame(77.0), tolerance=3.0)
     assert strict[0].status == "regression" and loose[0].status == "ok"
     assert loose[0].allowed == pytest.approx(2 ** 0.5 + 3.0)
+
+
+def test_allow_missing_with_nothing_compared_fails(tmp_path, baseline):
+    """A baseline of one dataset checked against results of another compares no cell: that is
+    a failure (exit 1) saying so, not "N cells within their CIs"."""
+    other = tmp_path / "other.csv"
+    baseline.assign(dataset="omniglot").drop(columns="source_dir").to_csv(other, index=False)
+    result = CliRunner().invoke(check_command, ["--baseline", str(EXAMPLE / "results.csv"),
+                                                "--results", str(other), "--allow-missing"])
+    assert result.exit_code == 1
+    assert "no cell compared" in result.output
+    assert "0 compared, 6 missing, 6 new" in result.output
+    result = CliRunner().invoke(check_command, ["--baseline", str(EXAMPLE / "results.csv"),
+                                                "--results", str(EXAMPLE)])
+    assert "every compared cell within its CIs" in result.output
+    assert "(6 compared, 0 missing, 0 new)" in result.output

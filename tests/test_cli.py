@@ -1,8 +1,11 @@
 """The `bench` command end to end: a smoke run, determinism, skipping, and one-line errors."""
 
+import io
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +14,11 @@ import pytest
 from bench.cli import main
 
 BENCH = str(Path(sys.executable).parent / "bench")
+EXAMPLE = Path(__file__).parent / "data" / "example_results"
 SMALL = ["--train-episodes", "20", "--test-episodes", "30", "--val-every", "10",
          "--val-episodes", "10", "--train-query", "5", "--query", "5", "-D", "instances=8"]
+TINY = ["--train-episodes", "2", "--val-every", "0", "--test-episodes", "30", "--train-query",
+        "5", "--query", "5", "-D", "instances=8", "--threads", "1"]
 
 
 def bench(*args, cache, check=True):
@@ -89,6 +95,28 @@ def test_trained_model_is_shared_between_test_ways(tmp_path, glyph_cache):
     (["run", "--dataset", "omniglot", "--data-root", "/nonexistent/dir"], "omniglot"),
     (["report", "/nonexistent/results.csv"], "does not exist"),
     (["run", "--methods", "protonet", "--out", "/proc/forbidden"], "not writable"),
+    # issue 13: each of these was a traceback, a crash, a silent oddity or a misleading message
+    (["run", "--device", "nonsense"], "--device 'nonsense' is not supported; use cpu, cuda"),
+    (["run", "--device", "mps"], "--device 'mps' is not supported; use cpu, cuda"),
+    (["run", "--threads", "-2"], "--threads must be between 1 and"),
+    (["run", "--threads", "10000"], "--threads must be between 1 and"),
+    (["run", "--seed", "99999999999999999999999"], "--seed must be at most 4294967295"),
+    (["run", "--seed", "-1"], "--seed must be integers ≥ 0, got -1"),
+    (["perf", "--device", "mps"], "--device 'mps' is not supported"),
+    (["perf", "--threads", "10000"], "--threads must be between 1 and"),
+    (["perf", "--out", ""], "--out is empty"),
+    (["run", "--out", ""], "--out is empty; pass --out DIR"),
+    (["run", "--out", "  "], "--out is empty; pass --out DIR"),
+    (["run", "--ways", "1"], "--ways must be at least 2 (a 1-way task is always 100% correct)"),
+    (["run", "--train-way", "1"], "--train-way must be at least 2"),
+    (["run", "--test-episodes", "1"], "--test-episodes must be at least 2 (a 95% CI needs two"),
+    (["run", "--train-way", "1000", *SMALL], "use --train-way"),
+    (["run", "--methods", "cosine(temperature=foo)"],
+     "parameter temperature='foo' is not valid; valid values: learned, fixed"),
+    (["run", "--methods", "cosine(tau=nan)"], "tau=nan must be a positive finite number"),
+    (["run", "--methods", "cosine(tau=0)"], "tau=0.0 must be a positive finite number"),
+    (["run", "--methods", "cosine(tau=-1)"], "tau=-1.0 must be a positive finite number"),
+    (["run", "--methods", "cosine(tau=inf)"], "tau=inf must be a positive finite number"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, monkeypatch, glyph_cache):
     code, captured = run_main(argv, capsys, monkeypatch, glyph_cache)
@@ -128,17 +156,34 @@ def test_bad_files_are_one_line_exit_2(tmp_path, capsys, monkeypatch, glyph_cach
     cell = plan_cells(options)[0][0]
     checkpoint_path(out, cell).parent.mkdir(parents=True)
     torch.save({"config": {"method": "another"}}, checkpoint_path(out, cell))
+    archive = tmp_path / "images_background.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("a/b.png", bytes(range(256)) * 4000)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(EXAMPLE, damaged)
+    with open(damaged / "results.csv", "a") as results_file:
+        results_file.write("xx,yy\n")
+    bad_line = len((damaged / "results.csv").read_text().splitlines())
+    damage = f"results.csv line {bad_line} is damaged (2 fields, the header has 31): 'xx,yy'"
     cases = [
         (["run", "--dataset", "omniglot", "--data-root", str(corrupt)], "images_background.zip"),
         (["report", str(foreign)], "is not a fewshot-bench results file"),
         (["report", str(newer)], "has results schema 99, newer than"),
         (["run", *args], "was written for another configuration"),
+        (["report", str(archive)], "is not a fewshot-bench results file (not text)"),
+        (["report", str(damaged)], damage),
+        (["check", "--baseline", str(damaged / "results.csv"), "--results", str(EXAMPLE)],
+         damage),
+        (["check", "--baseline", str(EXAMPLE / "results.csv"), "--results", str(damaged)],
+         damage),
+        (["run", *args[:-1], str(damaged)], damage),
     ]
     for argv, message in cases:
         code, captured = run_main(argv, capsys, monkeypatch, glyph_cache)
         lines = captured.err.strip().splitlines()
         assert (code, len(lines)) == (2, 1), captured.err
         assert message in lines[0], lines[0]
+        assert len(captured.err) < 1000
 
 
 def test_nan_cell_fails_alone_and_is_listed(tmp_path, glyph_cache):
@@ -149,3 +194,68 @@ def test_nan_cell_fails_alone_and_is_listed(tmp_path, glyph_cache):
     assert "failed" in result.stdout and "training loss is" in result.stdout
     assert list(pd.read_csv(out / "results.csv")["method"]) == ["protonet"]
     assert len(list((out / "failures").glob("*.json"))) == 1
+
+
+def test_every_cell_failing_reports_the_failures(tmp_path, capsys, monkeypatch, glyph_cache):
+    """Not "results file ... does not exist": the NaN loss, as when other cells succeed."""
+    out = tmp_path / "all-nan"
+    code, captured = run_main(["run", "--methods", "cosine(temperature=fixed,tau=1e39)",
+                               "--shots", "1", *TINY, "--out", str(out)],
+                              capsys, monkeypatch, glyph_cache)
+    assert code == 1, captured.err
+    assert "does not exist" not in captured.err and "Traceback" not in captured.err
+    assert "0 cells run" in captured.out and "1 failed" in captured.out
+    assert "failed: cosine(temperature=fixed,tau=1e39)" in captured.out
+    assert "training loss is" in captured.out
+
+
+def test_finished_cells_measured_on_other_files_are_not_reused(tmp_path, capsys, monkeypatch,
+                                                               glyph_cache):
+    """A finished cell whose stored episodes_hash is not what the data gives now (another
+    --data-root with other files) is an error naming the fix, not "1 already finished"."""
+    out = tmp_path / "moved"
+    args = ["run", "--methods", "protonet", "--shots", "1", *TINY, "--out", str(out)]
+    assert run_main(args, capsys, monkeypatch, glyph_cache)[0] == 0
+    frame = pd.read_csv(out / "results.csv")
+    good = frame["episodes_hash"].iloc[0]
+    frame.assign(episodes_hash="0123456789abcdef").to_csv(out / "results.csv", index=False)
+    code, captured = run_main(args, capsys, monkeypatch, glyph_cache)
+    assert code == 2
+    assert "measured on other files of glyphs than these (episodes_hash 0123456789abcdef, " \
+           f"now {good}); pass another --out, or --force to redo it" in captured.err
+    assert run_main([*args, "--force"], capsys, monkeypatch, glyph_cache)[0] == 0
+    assert list(pd.read_csv(out / "results.csv")["episodes_hash"]) == [good]
+
+
+def test_bench_alone_prints_its_help(capsys, monkeypatch, glyph_cache):
+    code, captured = run_main([], capsys, monkeypatch, glyph_cache)
+    assert code == 0 and captured.err == ""
+    assert captured.out.startswith("Usage: bench") and "error" not in captured.out
+
+
+def test_run_help_documents_every_option_and_preset():
+    from bench.cli_run import run_command
+    from bench.presets import PRESETS
+
+    undocumented = [param.name for param in run_command.params if not param.help]
+    assert undocumented == []
+    preset = next(param for param in run_command.params if param.name == "preset")
+    assert all(name in preset.help for name in PRESETS)
+
+
+def test_summary_table_fits_80_columns_one_line_per_seed():
+    from rich.console import Console
+
+    from bench.results import load
+    from bench.run_plan import summary_tables
+
+    frame = load(EXAMPLE).assign(method=lambda f: f["method"] + " [train.shot=5]")
+    console = Console(width=80, record=True, file=io.StringIO())
+    for table in summary_tables(frame):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "one line per seed (0, 1)" in text
+    assert "trm [train.shot=5]" in text  # brackets are not eaten as markup
+    for row in frame.itertuples():  # every seed's number whole, never cut
+        assert f"{row.acc:.2f} ± {row.ci95:.2f}" in text

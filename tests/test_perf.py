@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -188,3 +189,25 @@ def test_perf_command_prints_tables_and_writes_files(data, tmp_path, monkeypatch
     assert "Checks" in result.output and "harness" in result.output
     assert {path.name for path in out.iterdir()} == {"eval.csv", "train.csv", "trm_head.csv",
                                                      "checks.csv"}
+
+
+def test_perf_tables_fit_80_columns_without_cutting_numbers():
+    """The committed reference measurements printed at 80 columns: nothing ellipsized."""
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from bench.cli_perf import print_tables
+
+    reference = Path(__file__).parents[1] / "results" / "perf"
+    frames = {name: pd.read_csv(reference / f"{name}.csv")
+              for name in ("eval", "train", "trm_head", "checks")}
+    stamp = {"cpu": "cpu", "cores": 2, "threads": 2, "torch": "2", "device": "cpu",
+             "commit": "abc", "dirty": False}
+    console = Console(width=80, record=True, file=io.StringIO())
+    print_tables(console, frames, stamp)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "max ep/s" in text and "harness-prefetch" in text

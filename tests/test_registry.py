@@ -58,7 +58,9 @@ def test_method_specs_with_parameters():
     ("", "--methods is empty"),
     ("trm(bogus=1)", "unknown parameter 'bogus' for method trm"),
     ("trm(attn_dim=big)", "attn_dim='big' of method trm is not a valid int"),
-    ("trm(temperature=hot)", "temperature='hot' of trm is not valid"),
+    ("trm(temperature=hot)", "temperature='hot' is not valid; valid values: learned, fixed"),
+    ("trm(normalize=both)", "normalize='both' is not valid; valid values: dual, row, sinkhorn"),
+    ("trm(tau=nan)", "tau=nan must be a positive finite number"),
     ("protonet(backbone=resnet)", "unknown backbone 'resnet'"),
 ])
 def test_bad_method_specs(text, message):

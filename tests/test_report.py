@@ -1,11 +1,13 @@
 """bench.report, bench.tables, bench.plots and `bench report` on the checked-in example results."""
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from scipy import stats as scipy_stats
@@ -199,3 +201,64 @@ def test_reporting_never_imports_torch():
     code = ("import sys; import bench.report, bench.tables, bench.plots, bench.check, "
             "bench.cli_report, bench.stats; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _copy_results(tmp_path, source=EXAMPLE):
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_report_without_per_episode_files_prints_csv_numbers_and_says_why(tmp_path):
+    import shutil
+
+    copy = _copy_results(tmp_path)
+    shutil.rmtree(copy / "per_episode")
+    result = CliRunner().invoke(report_command, [str(copy), "--format", "markdown",
+                                                 "--compare", "trm"])
+    assert result.exit_code == 0, result.output
+    rows = load(copy)
+    trm = rows[(rows["method"] == "trm") & (rows["shot"] == 1)]
+    assert f"| trm (conv4) | **{trm['acc'].mean():.2f} ± 1.30†** |" in result.output
+    assert "†: per-episode files missing" in result.output
+    assert "nothing could be paired" in result.output
+    assert result.output.count("Not compared: trm in glyphs 5-way 1-shot has no per-episode "
+                               "accuracies") == 1
+
+
+def test_comparison_says_which_tables_lack_the_reference(frame):
+    """Rows relabelled as different experiments leave no plain `trm` in a table: the report
+    says so and names the labels to pass, instead of dropping that table silently."""
+    loaded = report.with_episodes(frame)
+    twenty = loaded.assign(way=20, cell_id=loaded["cell_id"] + "w", method=[
+        f"{m} [train.episodes=2]" if m == "trm" else m for m in loaded["method"]])
+    comparison = report.compare(pd.concat([loaded, twenty], ignore_index=True), "trm")
+    assert set(comparison.table["way"]) == {5}
+    (note,) = comparison.refused
+    assert note.startswith("glyphs 20-way (test): its trm rows are different experiments")
+    assert "trm [train.episodes=2]" in note
+
+
+def test_rich_caption_keeps_bracketed_labels():
+    from rich.console import Console
+
+    grid = tables.Grid("t [train.shot=5]", ["method"], [[("protonet [train.shot=5]", False)]],
+                       ["Not compared: protonet [train.shot=5] has no result"])
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(tables.to_rich(grid))
+    text = console.export_text()
+    assert text.count("[train.shot=5]") == 3
+
+
+def test_rich_report_fits_80_columns_with_numbers_whole(with_mismatched):
+    from rich.console import Console
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    for grid in tables.report_grids(with_mismatched, "trm"):
+        console.print(tables.to_rich(grid))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for row in report.compare(with_mismatched, "trm").table.itertuples():
+        assert f"{row.diff:+.2f} ± {row.ci95:.2f}" in text

@@ -1,6 +1,7 @@
 """Nothing lost: SIGKILL and resume, SIGTERM, concurrent writers, stale checkpoints."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,9 +76,12 @@ def test_two_concurrent_runs_write_every_row_once(tmp_path, glyph_cache):
     out = tmp_path / "shared"
     extra = ["--methods", "protonet,cosine", "--train-episodes", "20"]
     first, second = start(out, glyph_cache, *extra), start(out, glyph_cache, *extra)
+    ran = 0
     for process in (first, second):
-        code, _, stderr = finish(process)
+        code, stdout, stderr = finish(process)
         assert code == 0, stderr
+        ran += int(re.search(r"(\d+) cells run", stdout).group(1))
+    assert ran == 2  # each cell counted by the run that wrote it, not by both
     frame = pd.read_csv(out / "results.csv")
     assert sorted(frame["method"]) == ["cosine", "protonet"]
     assert frame["cell_id"].is_unique

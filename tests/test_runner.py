@@ -117,3 +117,17 @@ def test_nan_loss_stops_with_numerical_fault(synthetic):
     with pytest.raises(NumericalFault, match="training loss is nan"):
         train(model, optimizer, scheduler, EpisodeSampler(synthetic, 5, 2, 3, 0), synthetic,
               TrainState(), cell, CPU)
+
+
+def test_a_checkpoint_precedes_each_validation(synthetic):
+    """A stop during a (long) validation resumes from just before it, not from the last
+    periodic checkpoint: training saves one before every step that ends in a validation."""
+    cell = make_cell("protonet", episodes=12, val_every=5, checkpoint_every=4)
+    torch.manual_seed(0)
+    model = build_model(cell, channels=1)
+    optimizer, scheduler = make_optimizer(model, cell)
+    state, saved = TrainState(), []
+    train(model, optimizer, scheduler, EpisodeSampler(synthetic, 5, 2, 3, seed=0), synthetic,
+          state, cell, CPU, validate=lambda: 0.5, checkpoint=lambda: saved.append(state.episode))
+    # periodic: 4, 8, 12; before the validations of episodes 5, 10, 12: 4 (already), 9, 11
+    assert saved == [4, 8, 9, 11, 12]

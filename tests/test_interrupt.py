@@ -1,0 +1,139 @@
+"""Ctrl-C in every phase of `bench run`: exit 130 within seconds, one resume line, nothing lost."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.interrupt import StopControl, Stopped
+
+BENCH = str(Path(sys.executable).parent / "bench")
+TINY = ["--shots", "1", "--train-episodes", "3", "--val-every", "0", "--query", "5",
+        "--train-query", "5", "-D", "instances=8", "--threads", "1"]
+# TRM's head makes evaluation slow enough (seconds) to be interrupted in the middle of it.
+ARGS = ["run", "--methods", "trm", *TINY, "--test-episodes", "1000"]
+RESUME = "rerun the same command to resume"
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, glyph_cache) -> pd.DataFrame:
+    """The numbers of an uninterrupted run, which every interrupted one must reproduce."""
+    return finished(ARGS, tmp_path_factory.mktemp("straight"), glyph_cache)
+
+
+def bench(args, out, cache):
+    env = {**os.environ, "FEWSHOT_BENCH_CACHE": str(cache)}
+    return subprocess.Popen([BENCH, *args, "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finished(args, out, cache) -> pd.DataFrame:
+    process = bench(args, out, cache)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    return pd.read_csv(out / "results.csv")
+
+
+def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float, str]:
+    """SIGINT ``delay`` s after ``marker`` appears on stdout: (exit code, seconds to exit,
+    stderr)."""
+    for line in process.stdout:
+        if marker in line:
+            break
+    else:
+        raise AssertionError(f"{marker!r} never printed: {process.communicate()}")
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("still running 60 s after SIGINT") from None
+    return process.returncode, time.monotonic() - sent, stderr
+
+
+def assert_same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert len(a) == len(b) == 1
+    assert list(a["acc"]) == list(b["acc"]) and list(a["ci95"]) == list(b["ci95"])
+    assert list(a["episodes_hash"]) == list(b["episodes_hash"])
+
+
+def test_sigint_during_evaluation_stops_at_once_and_resumes(tmp_path, glyph_cache, straight):
+    out = tmp_path / "stopped"
+    code, seconds, stderr = interrupt_when(bench(ARGS, out, glyph_cache), "evaluating")
+    assert code == 130, stderr
+    assert seconds < 3, f"exit took {seconds:.1f} s"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "stopped while evaluating trm" in lines[0]
+    assert RESUME in lines[0] and "trained model is kept" in lines[0]
+    assert not (out / "results.csv").exists()
+    assert_same_numbers(straight, finished(ARGS, out, glyph_cache))
+
+
+def test_sigint_during_cache_build_stops_at_once_and_resumes(tmp_path, straight):
+    cache = tmp_path / "fresh-cache"
+    out = tmp_path / "stopped"
+    code, seconds, stderr = interrupt_when(bench(ARGS, out, cache), "building its cache")
+    assert code == 130, stderr
+    assert seconds < 3, f"exit took {seconds:.1f} s"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "stopped while building the glyphs cache" in lines[0]
+    assert RESUME in lines[0]
+    assert not list(cache.glob("*.npz")) and not list(cache.glob("*tmp*"))
+    assert_same_numbers(straight, finished(ARGS, out, cache))
+
+
+def test_deferred_phase_waits_and_second_signal_does_not():
+    """In a deferred phase (a training step) a signal only sets the flag, which the phase's end
+    turns into Stopped; outside one, or on a second Ctrl-C, the handler raises at once."""
+    stop = StopControl()
+    with pytest.raises(Stopped, match="stopped while evaluating x: model kept; rerun"), \
+            stop.phase("evaluating x", "model kept"):
+        stop._handle(signal.SIGINT, None)
+    stop = StopControl()
+    with pytest.raises(Stopped, match="stopped while training x: checkpoint saved"), \
+            stop.phase("training x", "checkpoint saved", defer=True):
+        stop._handle(signal.SIGTERM, None)
+        assert stop()  # the training loop sees it, saves a checkpoint and returns
+    stop = StopControl()
+    with pytest.raises(Stopped), stop.phase("training x", "", defer=True):
+        stop._handle(signal.SIGINT, None)
+        stop._handle(signal.SIGINT, None)
+        raise AssertionError("the second Ctrl-C did not stop the deferred phase")
+
+
+def test_temporary_file_is_removed_when_its_phase_is_abandoned(tmp_path):
+    stop = StopControl()
+    path = tmp_path / "cache.tmp.npz"
+    with pytest.raises(Stopped), stop.removing_on_abort(path):
+        path.write_bytes(b"half")
+        raise Stopped("signal")
+    assert not path.exists() and not stop.temporary
+
+
+WEDGED = """
+import hashlib
+from bench.interrupt import STOP
+
+with STOP.installed_handlers(), STOP.phase("hashing", "nothing to keep"):
+    print("ready", flush=True)
+    # one C call of many seconds that releases the GIL but never returns to Python, so the
+    # signal handler cannot run (as reading a large pickle): only the watchdog can end it
+    hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 10**9)
+    print("finished", flush=True)
+"""
+
+
+def test_watchdog_ends_a_process_stuck_in_a_long_c_call():
+    process = subprocess.Popen([sys.executable, "-c", WEDGED], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    code, seconds, stderr = interrupt_when(process, "ready", delay=0.2)
+    assert code == 130 and seconds < 4, (code, seconds, stderr)
+    assert stderr.strip() == f"stopped while hashing: nothing to keep; {RESUME}"
