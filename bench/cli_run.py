@@ -32,6 +32,14 @@ class StopFlag:
 @click.option("--dataset", default="glyphs", show_default=True)
 @click.option("--dataset-option", "-D", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="Dataset parameter, e.g. -D split=lake (repeatable).")
+@click.option("--test-dataset", default=None,
+              help="Cross-domain: test the models trained on --dataset (stored by an earlier "
+                   "run, never trained here) on this dataset's test classes.")
+@click.option("--test-dataset-option", "-T", "test_dataset_options", multiple=True,
+              metavar="KEY=VALUE", help="Parameter of --test-dataset, e.g. -T split=closer-look.")
+@click.option("--test-data-root", default=None, help="Root of --test-dataset [--data-root].")
+@click.option("--models-from", default=None, type=click.Path(),
+              help="Cross-domain: the --out DIR of the run that trained the models [--out].")
 @click.option("--ways", default="5", show_default=True, help="Comma-separated test ways.")
 @click.option("--shots", default="1,5", show_default=True, help="Comma-separated shots.")
 @click.option("--query", default="15", show_default=True, help="Test queries per class.")

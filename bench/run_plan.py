@@ -11,6 +11,7 @@ import click
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
 from bench.data import data_root
 from bench.errors import BenchError
+from bench.cross_domain import check_cross_cells
 from bench.grid import Interrupted, RunOptions, run_grid
 from bench.registry import DATASETS
 
@@ -34,19 +35,42 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     test_episodes = _count(options["test_episodes"], "--test-episodes")
     seeds = int_list(options["seeds"], "--seed", minimum=None, example="0,1,2")
     ways, shots = int_list(options["ways"], "--ways"), int_list(options["shots"], "--shots")
+    tested = test_dataset(options)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             train)
+             train, *tested)
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
+    cells[0].tested_config()
     run_options = RunOptions(out_dir=out_dir_writable(options["out_dir"]),
                              data_root=data_root(options["data_root"]),
                              cache_dir=options["cache_dir"], download=options["download"],
                              device=options["device"], force=options["force"],
                              prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
-                             ci_method=options["ci_method"])
+                             ci_method=options["ci_method"],
+                             test_data_root=_path(options.get("test_data_root")),
+                             models_from=_path(options.get("models_from")))
+    check_cross_cells(cells, run_options)
     return cells, run_options
+
+
+def test_dataset(options: dict) -> tuple:
+    """(test dataset, its parameters) for Cell, or () where the cells test on --dataset."""
+    name = options.get("test_dataset")
+    if not name:
+        if any(options.get(name) for name in ("test_dataset_options", "test_data_root",
+                                                  "models_from")):
+            raise BenchError("-T, --test-data-root and --models-from apply to --test-dataset; "
+                             "add --test-dataset NAME or drop them")
+        return ()
+    DATASETS.get(name)
+    return name, parse_assignments(",".join(options["test_dataset_options"]),
+                                   f"test dataset {name}")
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text).expanduser() if text else None
 
 
 def _count(text: str, option: str, allow_zero: bool = False) -> int:
@@ -125,9 +149,11 @@ def print_summary(cells, outcome, options: RunOptions, seconds: float) -> None:
     frame = results.load(options.out_dir)
     wanted = {cell.cell_id for cell in cells}
     frame = frame[frame["cell_id"].isin(wanted)]
-    for (dataset, way), group in frame.groupby(["dataset", "way"], sort=True):
+    for (trained, dataset, way), group in frame.groupby(["train_dataset", "dataset", "way"],
+                                                       sort=True):
         shots = sorted(group["shot"].unique())
-        table = Table(title=f"{dataset}, {way}-way: accuracy % ± 95% CI "
+        datasets = dataset if trained == dataset else f"{trained} → {dataset}"
+        table = Table(title=f"{datasets}, {way}-way: accuracy % ± 95% CI "
                             f"({int(group['test_episodes'].iloc[0])} test episodes)")
         table.add_column("method")
         for shot in shots:
