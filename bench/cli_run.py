@@ -45,7 +45,8 @@ class StopFlag:
 @click.option("--query", default="15", show_default=True, help="Test queries per class.")
 @click.option("--test-episodes", default="600", show_default=True)
 @click.option("--seed", "seeds", default="0", show_default=True, help="Seed(s), comma-separated.")
-@click.option("--train-episodes", default="500", show_default=True)
+@click.option("--train-episodes", default="500", show_default=True,
+              help="Training episodes per model, or per training shot: 1:60000,5:40000.")
 @click.option("--train-way", default=None, help="Training way [default: the test way].")
 @click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
 @click.option("--train-query", default="15", show_default=True)

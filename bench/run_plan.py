@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -23,9 +24,9 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                                        f"dataset {options['dataset']}")
     optional = {name: int_list(options[name], f"--{name.replace('_', '-')}")[0]
                 for name in ("train_way", "train_shot") if options[name] is not None}
+    episodes_by_shot = train_episodes(options["train_episodes"])
     train = TrainConfig(
-        episodes=_count(options["train_episodes"], "--train-episodes", allow_zero=True),
-        way=optional.get("train_way"), shot=optional.get("train_shot"),
+        episodes=0, way=optional.get("train_way"), shot=optional.get("train_shot"),
         query=int_list(options["train_query"], "--train-query")[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
@@ -38,7 +39,8 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     tested = test_dataset(options)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             train, *tested)
+             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)),
+             *tested)
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
@@ -67,6 +69,32 @@ def test_dataset(options: dict) -> tuple:
     DATASETS.get(name)
     return name, parse_assignments(",".join(options["test_dataset_options"]),
                                    f"test dataset {name}")
+
+
+def train_episodes(text) -> dict[int | None, int]:
+    """--train-episodes: N for every cell ({None: N}), or SHOT:N,... per training shot, as Chen
+    et al. train 60,000 episodes at 1-shot and 40,000 at 5-shot (1:60000,5:40000)."""
+    text = str(text)
+    if ":" not in text:
+        return {None: _count(text, "--train-episodes", allow_zero=True)}
+    table = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        shot, colon, count = item.partition(":")
+        if not colon:
+            raise BenchError(f"--train-episodes {text!r} mixes N and SHOT:N; write one count, or "
+                             "one per shot, e.g. 1:60000,5:40000")
+        table[int_list(shot, "--train-episodes SHOT")[0]] = _count(count, "--train-episodes",
+                                                                    allow_zero=True)
+    return table
+
+
+def episodes_for(table: dict[int | None, int], shot: int) -> int:
+    if None in table:
+        return table[None]
+    if shot not in table:
+        raise BenchError(f"--train-episodes gives no count for {shot}-shot training; add {shot}:N "
+                         f"(it has {', '.join(f'{key}:{value}' for key, value in table.items())})")
+    return table[shot]
 
 
 def _path(text: str | None) -> Path | None:

@@ -153,3 +153,14 @@ def test_test_dataset_options_need_a_test_dataset(run, capsys, extra, expected):
 def test_unknown_test_dataset_option_is_named(roots, run, capsys):
     message = one_line_error(run, capsys, cross(roots, "cross", "-T", "colour=red"))
     assert "unknown parameter 'colour' for test dataset cub" in message
+
+
+def test_in_domain_cells_keep_their_ids():
+    """Only cross-domain cells carry the test dataset, so finished cells of older runs still
+    count as finished; both share the training id, which is how the model is found."""
+    plain = Cell(MethodSpec("protonet"), "mini-imagenet", (), 5, 1, 15, 600, 0)
+    crossed = Cell(MethodSpec("protonet"), "mini-imagenet", (), 5, 1, 15, 600, 0,
+                   test_dataset="cub")
+    assert "test_dataset" not in plain.resolved() and plain.tested_dataset == "mini-imagenet"
+    assert crossed.resolved()["test_dataset_params"]["split"] == "closer-look"
+    assert plain.training_id == crossed.training_id and plain.cell_id != crossed.cell_id
