@@ -25,7 +25,7 @@ from bench.config import Cell
 from bench.data import DatasetAdapter
 from bench.episodes import check_episode_shape, fixed_episodes
 from bench.errors import BenchError
-from bench.grid import RunOptions, make_row, write_cell
+from bench.grid import RunOptions, load_adapter, make_row, write_cell
 from bench.registry import DATASETS
 from bench.runner import Progress, build_model, evaluate
 
@@ -61,6 +61,18 @@ def check_compatible(cell: Cell) -> None:
                          f"-T size={train_side}")
 
 
+def check_no_shared_classes(cell: Cell, test_set, options: RunOptions) -> None:
+    """One dataset under two options (cub's closer-look vs frn) may share classes: FRN's test
+    classes are all closer-look training classes. A model tested on classes it trained on is not
+    few-shot, so that is refused."""
+    trained_on = set(load_adapter(cell, options).load("train").class_names)
+    shared = sorted(trained_on & set(test_set.class_names))
+    if shared:
+        raise BenchError(f"{len(shared)} of the {test_set.n_classes} test classes of "
+                         f"{test_set.name} are training classes of the model ({shared[0]}, ...); "
+                         "test on a split whose test classes the training split lacks")
+
+
 def image_side(adapter_class: type[DatasetAdapter], config) -> int:
     return int(getattr(config, "size", adapter_class.image_size))
 
@@ -82,6 +94,8 @@ def run_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
     if key not in adapters:
         adapters[key] = test_adapter(cell, options)
     test_set = adapters[key].load("test")
+    if cell.test_dataset == cell.dataset:
+        check_no_shared_classes(cell, test_set, options)
     check_episode_shape(test_set, cell.way, cell.shot, cell.query)
     episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
                               cell.seed)

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
+from bench.cross_domain import check_cross_cells
 from bench.data import data_root
 from bench.errors import BenchError
-from bench.cross_domain import check_cross_cells
 from bench.grid import Interrupted, RunOptions, run_grid
 from bench.registry import DATASETS
 

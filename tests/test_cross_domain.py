@@ -164,3 +164,15 @@ def test_in_domain_cells_keep_their_ids():
     assert "test_dataset" not in plain.resolved() and plain.tested_dataset == "mini-imagenet"
     assert crossed.resolved()["test_dataset_params"]["split"] == "closer-look"
     assert plain.training_id == crossed.training_id and plain.cell_id != crossed.cell_id
+
+
+def test_test_classes_the_model_trained_on_are_refused(roots, run, capsys):
+    """FRN's test classes are closer-look training classes: cub → cub -T split=frn is refused."""
+    cub_run = ["run", "--dataset", "cub", "--data-root", str(roots["cub"]), *TRAIN,
+               "--out", str(roots["tmp"] / "cub")]
+    assert run(*cub_run) == 0
+    capsys.readouterr()
+    message = one_line_error(run, capsys, [*cub_run, "--test-dataset", "cub", "-T", "split=frn",
+                                           "-T", f"size={SIDE}"])
+    assert "5 of the 5 test classes of cub/frn/test are training classes of the model" in message
+    assert run(*cub_run, "--test-dataset", "cub", "-T", f"size={SIDE}") == 0  # closer-look: none
