@@ -14,6 +14,14 @@ from bench.presets import PRESETS
               help="Dataset (`bench list` shows all; real ones need --data-root).")
 @click.option("--dataset-option", "-D", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="Dataset parameter, e.g. -D split=lake (repeatable).")
+@click.option("--test-dataset", default=None,
+              help="Cross-domain: test the models trained on --dataset (stored by an earlier "
+                   "run, never trained here) on this dataset's test classes.")
+@click.option("--test-dataset-option", "-T", "test_dataset_options", multiple=True,
+              metavar="KEY=VALUE", help="Parameter of --test-dataset, e.g. -T split=closer-look.")
+@click.option("--test-data-root", default=None, help="Root of --test-dataset [--data-root].")
+@click.option("--models-from", default=None, type=click.Path(),
+              help="Cross-domain: the --out DIR of the run that trained the models [--out].")
 @click.option("--ways", default="5", show_default=True, help="Comma-separated test ways.")
 @click.option("--shots", default="1,5", show_default=True, help="Comma-separated shots.")
 @click.option("--query", default="15", show_default=True, help="Test queries per class.")
@@ -21,7 +29,8 @@ from bench.presets import PRESETS
               help="Fixed test episodes per cell, the same for every method (≥ 2).")
 @click.option("--seed", "seeds", default="0", show_default=True, help="Seed(s), comma-separated.")
 @click.option("--train-episodes", default="500", show_default=True,
-              help="Training episodes per model (0: evaluate the untrained network).")
+              help="Training episodes per model, or per training shot (1:60000,5:40000); 0: "
+                   "evaluate the untrained network.")
 @click.option("--train-way", default=None, help="Training way [default: the test way].")
 @click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
 @click.option("--train-query", default="15", show_default=True,

@@ -124,6 +124,10 @@ class Cell:
     test_episodes: int
     seed: int
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Cross-domain cells: the model trained on ``dataset`` is tested on another dataset's test
+    # classes (``bench run --test-dataset``). None: tested on ``dataset`` itself.
+    test_dataset: str | None = None
+    test_dataset_params: tuple[tuple[str, str], ...] = ()
 
     @property
     def train_way(self) -> int:
@@ -139,6 +143,18 @@ class Cell:
     def dataset_config(self):
         cls = DATASETS.get(self.dataset)
         return build_config(cls.Config, dict(self.dataset_params), f"dataset {self.dataset}")
+
+    @property
+    def tested_dataset(self) -> str:
+        """The dataset whose test classes the cell is evaluated on."""
+        return self.test_dataset or self.dataset
+
+    def tested_config(self):
+        if not self.test_dataset:
+            return self.dataset_config()
+        cls = DATASETS.get(self.test_dataset)
+        return build_config(cls.Config, dict(self.test_dataset_params),
+                            f"test dataset {self.test_dataset}")
 
     def training(self) -> dict:
         """Everything the trained model depends on (not the test way, query or episode count)."""
@@ -156,9 +172,14 @@ class Cell:
         }
 
     def resolved(self) -> dict:
-        """Everything the result depends on, with every default filled in."""
+        """Everything the result depends on, with every default filled in. The test dataset
+        appears only in cross-domain cells, so the ids of all other cells stay what they were."""
+        tested = {}
+        if self.test_dataset:
+            tested = {"test_dataset": self.test_dataset,
+                      "test_dataset_params": asdict(self.tested_config())}
         return {**self.training(), "way": self.way, "shot": self.shot, "query": self.query,
-                "test_episodes": self.test_episodes}
+                "test_episodes": self.test_episodes, **tested}
 
     @property
     def cell_id(self) -> str:
@@ -170,4 +191,5 @@ class Cell:
         return _digest(self.training())
 
     def describe(self) -> str:
-        return f"{self.method.label} {self.dataset} {self.way}-way {self.shot}-shot seed {self.seed}"
+        datasets = self.dataset + (f"→{self.test_dataset}" if self.test_dataset else "")
+        return f"{self.method.label} {datasets} {self.way}-way {self.shot}-shot seed {self.seed}"

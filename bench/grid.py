@@ -51,6 +51,8 @@ class RunOptions:
     force: bool = False
     prefetch: int = 0  # training episodes sampled ahead in a worker process (0: inline)
     ci_method: str = "normal"
+    test_data_root: Path | None = None  # root of --test-dataset (cross-domain cells)
+    models_from: Path | None = None  # DIR whose models/ cross-domain cells read (default out_dir)
 
 
 def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
@@ -71,14 +73,19 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
 
     finished = results.finished_rows(options.out_dir)
     if not options.force:
-        check_same_data([cell for cell in cells if cell.cell_id in finished], finished, adapter,
-                        options.out_dir)
+        check_same_data([cell for cell in cells if cell.cell_id in finished
+                         and not cell.test_dataset], finished, adapter, options.out_dir)
     for cell in cells:
         STOP.check()
         if cell.cell_id in finished and not options.force:
             outcome.skipped.append(cell)
             continue
         progress = progress_for(cell) if progress_for else Progress()
+        if cell.test_dataset:  # evaluates a stored model on another dataset, never trains
+            from bench.cross_domain import run_cross_cell
+
+            outcome.rows.append(run_cross_cell(cell, adapters, options, progress))
+            continue
         retrain = options.force and cell.training_id not in trained_now
         try:
             row = run_cell(cell, adapter(cell), options, progress, should_stop, retrain=retrain)
@@ -227,8 +234,8 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
     commit, dirty = git_state()
     resolved = cell.resolved()
     return {
-        "method": cell.method.label, "dataset": cell.dataset,
-        "split": split_label(cell),
+        "method": cell.method.label, "dataset": cell.tested_dataset,
+        "split": split_label(cell), "train_dataset": cell.dataset,
         "backbone": resolved["method_params"].get("backbone", ""),
         "way": cell.way, "shot": cell.shot, "query": cell.query,
         "test_episodes": cell.test_episodes, "acc": 100 * acc, "ci95": 100 * ci95,
@@ -246,9 +253,10 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
 
 
 def split_label(cell: Cell) -> str:
-    """The dataset's split option (or "standard"), plus any other option set off its default."""
-    params = asdict(cell.dataset_config())
-    defaults = asdict(DATASETS.get(cell.dataset).Config())
+    """The tested dataset's split option (or "standard"), plus any other option set off its
+    default."""
+    params = asdict(cell.tested_config())
+    defaults = asdict(DATASETS.get(cell.tested_dataset).Config())
     label = str(params.pop("split", "standard"))
     changed = [f"{key}={value}" for key, value in params.items() if value != defaults.get(key)]
     return label + (f" ({','.join(changed)})" if changed else "")

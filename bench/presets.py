@@ -13,6 +13,11 @@ _OMNIGLOT = {
     "query": "15", "test_episodes": "1000", "lr_step": 2000, "lr_gamma": 0.5,
 }
 
+# CUB-200-2011, Chen et al.'s split (the loader's default) and test episodes: 5-way 1/5-shot,
+# 15 queries, 2,000 episodes, so their rows pair with each other and with cross-domain rows.
+_CUB = {"dataset": "cub", "methods": "protonet,cosine,trm", "ways": "5", "shots": "1,5",
+        "query": "15", "test_episodes": "2000"}
+
 PRESETS: dict[str, dict] = {
     "omniglot-snell": {
         "about": "Snell et al. 2017 Omniglot protocol: vinyals split with rotations, 28×28, "
@@ -61,6 +66,23 @@ PRESETS: dict[str, dict] = {
                     "methods": "trm,trm(shots=mean_map),trm(shots=per_shot),trm(normalize=row)",
                     "train_episodes": "1000", "test_episodes": "1000", "val_every": 250,
                     "val_episodes": 200},
+    },
+    "cub-chen": {
+        "about": "Chen et al. 2019's CUB Conv-4 meta-learning protocol (GPU-sized): closer-look "
+                 "split, whole photos 84×84 with training augmentation, 5-way 16-query training, "
+                 "60,000 episodes at 1-shot and 40,000 at 5-shot, Adam 1e-3 without decay, best "
+                 "weights on validation (every 500 episodes, 200 episodes), 2,000 test episodes "
+                 "of 15 queries (Chen: 600); their ProtoNet 51.31 / 70.77",
+        "options": {**_CUB, "train_query": "16", "train_episodes": "1:60000,5:40000",
+                    "lr": 1e-3, "lr_step": 0, "val_every": 500, "val_episodes": 200},
+    },
+    "cub-cpu": {
+        "about": "protonet, cosine and trm on CUB (closer-look, 84×84) at 5-way 1/5-shot, sized "
+                 "for about 2 hours of 2 CPU cores in all: 5-way 15-query training at the test "
+                 "shot, 1200 episodes at 1-shot and 800 at 5-shot (Chen's 3:2), validation every "
+                 "400 on 100 episodes, 2,000 test episodes of 15 queries (budget: README)",
+        "options": {**_CUB, "train_query": "15", "train_episodes": "1:1200,5:800",
+                    "val_every": 400, "val_episodes": 100, "threads": 2},
     },
     "ci-glyphs": {
         "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",

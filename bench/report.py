@@ -82,7 +82,17 @@ def pooling_rows(frame, keys: list[str]):
     and the rows of different experiments relabelled (:func:`distinguish_experiments`)."""
     frame = frame.drop_duplicates("cell_id").reset_index(drop=True)
     frame = frame.assign(**{column: frame[column].fillna("") for column in ("split", "backbone")})
-    return distinguish_experiments(frame, keys)
+    return distinguish_experiments(frame.assign(dataset=domain_labels(frame)), keys)
+
+
+def domain_labels(frame) -> list[str]:
+    """``dataset``, or ``train→test`` for cross-domain rows (``bench run --test-dataset``), so
+    tables, comparisons, checks and plots keep them apart from rows trained on the test set."""
+    if "train_dataset" not in frame.columns:
+        return frame["dataset"].tolist()
+    trained = frame["train_dataset"].fillna(frame["dataset"])
+    return [tested if train == tested else f"{train}→{tested}"
+            for train, tested in zip(trained, frame["dataset"])]
 
 
 def distinguish_experiments(frame, keys: list[str]):

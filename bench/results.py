@@ -25,15 +25,19 @@ import numpy as np
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+# 2: `train_dataset` (the dataset the model was trained on; `dataset` is the one tested on, they
+# differ in cross-domain rows). Rows of schema 1 read as train_dataset = dataset.
+SCHEMA_VERSION = 2
 
 COLUMNS = [
     "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
-    "acc", "ci95", "ci_method", "seed", "train_episodes", "train_way", "train_shot",
-    "train_query", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
+    "acc", "ci95", "ci_method", "seed", "train_dataset", "train_episodes", "train_way",
+    "train_shot", "train_query", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
     "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
     "cell_id", "schema_version", "config",
 ]
+# Columns added after schema 1, and the column whose value they take in older rows.
+ADDED_COLUMNS = {"train_dataset": "dataset"}
 TIMING_COLUMNS = ("train_seconds", "eval_seconds", "timestamp", "host", "cpu", "threads", "device")
 
 
@@ -103,6 +107,7 @@ def append_row(out_dir: Path, row: dict, replace: bool = False) -> bool:
         existing = read_text(path) if path.exists() else ""
         if existing:
             checked_rows(path, existing)
+            existing = upgraded(path, existing)
             if row["cell_id"] in finished_cell_ids(out_dir, existing):
                 if not replace:
                     return False
@@ -143,6 +148,30 @@ def check_header(path: Path, header: str) -> None:
     if "cell_id" not in columns or "schema_version" not in columns:
         raise BenchError(f"{path} is not a fewshot-bench results file (no cell_id/schema_version "
                          "columns); use another --out directory")
+
+
+def upgraded(path: Path, text: str) -> str:
+    """The rows of a results file under today's COLUMNS (an older schema's file gains the added
+    columns, filled as ADDED_COLUMNS says), so appending never misaligns a row."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames == COLUMNS:
+        return text
+    unknown = sorted(set(reader.fieldnames or ()) - set(COLUMNS))
+    if unknown:
+        raise BenchError(f"{path} has columns this fewshot-bench does not know "
+                         f"({', '.join(unknown)}); upgrade fewshot-bench or use another --out "
+                         "directory")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in reader:
+        for column, source in ADDED_COLUMNS.items():
+            row.setdefault(column, row.get(source, ""))
+        writer.writerow({column: row.get(column, "") for column in COLUMNS})
+    return buffer.getvalue()
 
 
 def finished_cell_ids(out_dir: Path, text: str | None = None) -> set[str]:
@@ -273,6 +302,9 @@ def load(paths: Iterable[str | Path] | str | Path):
         if newest > SCHEMA_VERSION:
             raise BenchError(f"{path} has results schema {newest}, newer than this fewshot-bench "
                              f"reads ({SCHEMA_VERSION}); upgrade fewshot-bench")
+        for column, source in ADDED_COLUMNS.items():  # rows of an older schema
+            old = frame[column] if column in frame else None
+            frame[column] = frame[source] if old is None else old.fillna(frame[source])
         frame["source_dir"] = str(path.resolve().parent)  # a symlinked results.csv works too
         frames.append(frame)
     if not frames:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
+from bench.cross_domain import check_cross_cells
 from bench.data import data_root
 from bench.errors import BenchError
 from bench.grid import RunOptions, run_grid
@@ -26,9 +28,9 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     optional = {name: int_list(options[name], f"--{name.replace('_', '-')}",
                                minimum=2 if name == "train_way" else 1)[0]
                 for name in ("train_way", "train_shot") if options[name] is not None}
+    episodes_by_shot = train_episodes(options["train_episodes"])
     train = TrainConfig(
-        episodes=_count(options["train_episodes"], "--train-episodes", allow_zero=True),
-        way=optional.get("train_way"), shot=optional.get("train_shot"),
+        episodes=0, way=optional.get("train_way"), shot=optional.get("train_shot"),
         query=int_list(options["train_query"], "--train-query")[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
@@ -42,19 +44,69 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     seeds = int_list(options["seeds"], "--seed", minimum=0, example="0,1,2", maximum=MAX_SEED)
     ways = int_list(options["ways"], "--ways", minimum=2, example="5,20")
     shots = int_list(options["shots"], "--shots")
+    tested = test_dataset(options)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             train)
+             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)),
+             *tested)
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
+    cells[0].tested_config()
     run_options = RunOptions(out_dir=out_dir_writable(options["out_dir"]),
                              data_root=data_root(options["data_root"]),
                              cache_dir=options["cache_dir"], download=options["download"],
                              device=check_device(options["device"]), force=options["force"],
                              prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
-                             ci_method=options["ci_method"])
+                             ci_method=options["ci_method"],
+                             test_data_root=_path(options.get("test_data_root")),
+                             models_from=_path(options.get("models_from")))
+    check_cross_cells(cells, run_options)
     return cells, run_options
+
+
+def test_dataset(options: dict) -> tuple:
+    """(test dataset, its parameters) for Cell, or () where the cells test on --dataset."""
+    name = options.get("test_dataset")
+    if not name:
+        if any(options.get(name) for name in ("test_dataset_options", "test_data_root",
+                                                  "models_from")):
+            raise BenchError("-T, --test-data-root and --models-from apply to --test-dataset; "
+                             "add --test-dataset NAME or drop them")
+        return ()
+    DATASETS.get(name)
+    return name, parse_assignments(",".join(options["test_dataset_options"]),
+                                   f"test dataset {name}")
+
+
+def train_episodes(text) -> dict[int | None, int]:
+    """--train-episodes: N for every cell ({None: N}), or SHOT:N,... per training shot, as Chen
+    et al. train 60,000 episodes at 1-shot and 40,000 at 5-shot (1:60000,5:40000)."""
+    text = str(text)
+    if ":" not in text:
+        return {None: _count(text, "--train-episodes", allow_zero=True)}
+    table = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        shot, colon, count = item.partition(":")
+        if not colon:
+            raise BenchError(f"--train-episodes {text!r} mixes N and SHOT:N; write one count, or "
+                             "one per shot, e.g. 1:60000,5:40000")
+        table[int_list(shot, "--train-episodes SHOT")[0]] = _count(count, "--train-episodes",
+                                                                    allow_zero=True)
+    return table
+
+
+def episodes_for(table: dict[int | None, int], shot: int) -> int:
+    if None in table:
+        return table[None]
+    if shot not in table:
+        raise BenchError(f"--train-episodes gives no count for {shot}-shot training; add {shot}:N "
+                         f"(it has {', '.join(f'{key}:{value}' for key, value in table.items())})")
+    return table[shot]
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text).expanduser() if text else None
 
 
 def _count(text: str, option: str, allow_zero: bool = False) -> int:
@@ -193,12 +245,17 @@ def print_summary(cells, outcome, options: RunOptions, seconds: float) -> None:
 
 
 def summary_tables(frame) -> list:
-    """One rich table per (dataset, way): methods × shots; several seeds: one line per seed."""
+    """One rich table per (training dataset, tested dataset, way): methods × shots; several
+    seeds: one line per seed."""
     from rich.markup import escape
     from rich.table import Table
 
     tables = []
-    for (dataset, way), group in frame.groupby(["dataset", "way"], sort=True):
+    frame = frame.assign(train_dataset=frame["train_dataset"].fillna(frame["dataset"])
+                         if "train_dataset" in frame else frame["dataset"])
+    for (trained, tested, way), group in frame.groupby(["train_dataset", "dataset", "way"],
+                                                       sort=True):
+        dataset = tested if trained == tested else f"{trained} → {tested}"
         shots = sorted(group["shot"].unique())
         seeds = sorted(group["seed"].unique())
         caption = (f"one line per seed ({', '.join(map(str, seeds))})" if len(seeds) > 1

@@ -1,9 +1,12 @@
-"""Per-step cost of training on Omniglot: the harness's `train_step` per method, episode shape and
-precision, and learn2learn's episode sampling alone.
+"""Per-step cost of training on Omniglot (or --dataset): the harness's `train_step` per method,
+episode shape and precision (with the dataset's training augmentation), and episode sampling alone.
 
 Usage: python benchmarks/step_times.py --data-root ../shared/data/omniglot [--threads 2]
-       [--methods protonet,cosine,trm] [--ways 20,60] [--shots 1,5]
-Prints one line per case: the mean of 10 steps after 3 warm-up steps (ms). Like `bench`, it
+       [--methods protonet,cosine,trm] [--ways 20,60] [--shots 1,5] [--precisions fp32,bf16]
+       python benchmarks/step_times.py --dataset cub --data-root ../shared/data/cub --ways 5
+       --query 15 --precisions fp32 --threads 1
+Prints one line per case: the mean of 10 steps after 3 warm-up steps (ms), wall and process CPU
+time (CPU time is the steadier figure while other jobs share the cores). Like `bench`, it
 keeps freed memory in the process (bench.env.keep_freed_memory); FEWSHOT_BENCH_SYSTEM_MALLOC=1
 measures glibc's default instead.
 """
@@ -33,20 +36,22 @@ def main() -> None:
     parser.add_argument("--ways", default="20,60")
     parser.add_argument("--shots", default="1,5")
     parser.add_argument("--query", type=int, default=5)
+    parser.add_argument("--dataset", default="omniglot")
+    parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
     print(f"keep freed memory: {keep_freed_memory()}")
     torch.set_num_threads(args.threads)
     ways = [int(w) for w in args.ways.split(",")]
     shots = [int(s) for s in args.shots.split(",")]
     options = RunOptions(out_dir=Path("."), data_root=Path(args.data_root))
-    adapter = load_adapter(Cell(MethodSpec("protonet"), "omniglot", (), 5, 1, 15, 100, 0),
+    adapter = load_adapter(Cell(MethodSpec("protonet"), args.dataset, (), 5, 1, 15, 100, 0),
                            options)
-    train_set = adapter.load("train")
+    train_set, augment = adapter.load("train"), adapter.train_augmentation()
     for method in args.methods.split(","):
         for way in ways:
             for shot in shots:
-                for precision in ("fp32", "bf16"):
-                    cell = Cell(MethodSpec(method), "omniglot", (), 5, shot, 15, 100, 0,
+                for precision in args.precisions.split(","):
+                    cell = Cell(MethodSpec(method), args.dataset, (), 5, shot, 15, 100, 0,
                                 TrainConfig(way=way, query=args.query, precision=precision))
                     torch.manual_seed(0)
                     model = build_model(cell, adapter.channels)
@@ -56,16 +61,17 @@ def main() -> None:
                     def step():
                         episode = sampler.sample()
                         train_step(model, optimizer, scheduler,
-                                   train_set.images[episode.indices()], episode, CPU, None,
+                                   train_set.images[episode.indices()], episode, CPU, augment,
                                    precision)
 
                     for _ in range(3):
                         step()
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     for _ in range(10):
                         step()
                     print(f"{method} {way}-way {shot}-shot {args.query}-query {precision}: "
-                          f"{(time.perf_counter() - start) / 10 * 1000:.0f} ms per step",
+                          f"{(time.perf_counter() - start) / 10 * 1000:.0f} ms per step, "
+                          f"{(time.process_time() - start_cpu) / 10 * 1000:.0f} ms CPU",
                           flush=True)
     for way in ways:
         for shot in shots:

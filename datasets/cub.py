@@ -1,9 +1,12 @@
 """CUB-200-2011 (Wah et al. 2011): 200 bird species, 11,788 photos, read from the official folder.
 
 Split ``closer-look`` (default) is Chen et al. 2019's rule on the sorted class list, the split of
-the published Conv-4 numbers: index % 2 == 0 train (100 classes), % 4 == 1 val (50),
-% 4 == 3 test (50). Split ``meta-dataset`` is learn2learn's 140/30/30 class lists (Triantafillou
-et al. 2020), without the 43 images that also occur in ImageNet, as learn2learn does by default.
+the published Conv-4 numbers: 0-based index % 2 == 0 train (100 classes), % 4 == 1 val (50),
+% 4 == 3 test (50). Split ``frn`` is FRN's (Wertheimer et al. 2021, ``init_CUB_fewshot.py``): the
+same arithmetic on the 1-based class ids of ``classes.txt``, so its val and test classes are all
+closer-look train classes: the two look alike and are not comparable. Split ``meta-dataset`` is
+learn2learn's 140/30/30 class lists (Triantafillou et al. 2020), without the 43 images that also
+occur in ImageNet, as learn2learn does by default.
 ``crop=bbox`` crops each photo to its bounding box before resizing to 84×84.
 """
 
@@ -31,7 +34,7 @@ from ._images import (
     rgb_train_augmentation,
 )
 
-SPLIT_RULES = ("closer-look", "meta-dataset")
+SPLIT_RULES = ("closer-look", "frn", "meta-dataset")
 CROPS = ("none", "bbox")
 METADATA = ("images.txt", "image_class_labels.txt", "classes.txt")
 LAYOUT = ("CUB_200_2011/ with images/, images.txt, image_class_labels.txt, classes.txt and "
@@ -43,30 +46,32 @@ class Photo:
     path: str  # relative to images/, e.g. "001.Black_footed_Albatross/xxx.jpg"
     class_name: str
     box: tuple[float, float, float, float] | None  # left, top, right, bottom, for crop=bbox
+    class_id: int = 0  # the 1-based id of classes.txt (FRN's split rule reads it)
 
 
 @DATASETS.register("cub")
 class CUB(DatasetAdapter):
-    """CUB-200-2011 birds, 84×84 RGB, split closer-look (100/50/50) or meta-dataset (140/30/30)."""
+    """CUB-200-2011 birds, 84×84 RGB, split closer-look or frn (100/50/50) or meta-dataset."""
 
     channels = 3
     image_size = 84
     needs_root = True
-    description = "CUB-200-2011 birds 84×84 RGB; splits closer-look (100/50/50) or meta-dataset"
+    description = ("CUB-200-2011 birds 84×84 RGB; splits closer-look (100/50/50), frn (100/50/50, "
+                   "other classes) or meta-dataset (140/30/30)")
 
     @dataclass(frozen=True)
     class Config:
         split: str = field(default="closer-look", metadata={
-            "help": "closer-look: Chen et al.'s 100/50/50 rule; meta-dataset: learn2learn's "
-                    "140/30/30 lists"})
+            "help": "closer-look: Chen et al.'s 100/50/50 rule; frn: FRN's 100/50/50 rule on "
+                    "the 1-based class ids; meta-dataset: learn2learn's 140/30/30 lists"})
         crop: str = field(default="none", metadata={
             "help": "none (whole photo) or bbox (crop to the bird's bounding box)"})
         size: int = field(default=84, metadata={"help": "image side in pixels"})
 
         def validate(self) -> None:
             if self.split not in SPLIT_RULES:
-                raise BenchError(f"unknown cub split {self.split!r}; valid: closer-look, "
-                                 "meta-dataset")
+                raise BenchError(f"unknown cub split {self.split!r}; valid: "
+                                 f"{', '.join(SPLIT_RULES)}")
             if self.crop not in CROPS:
                 raise BenchError(f"cub crop={self.crop!r}; valid: none, bbox")
             if not 8 <= self.size <= 512:
@@ -79,6 +84,10 @@ class CUB(DatasetAdapter):
         files = [folder / name for name in METADATA]
         if config.crop == "bbox":
             files.append(folder / "bounding_boxes.txt")
+            if not files[-1].is_file():
+                raise BenchError(f"crop=bbox needs the boxes of the original photos "
+                                 f"(bounding_boxes.txt), which {folder} lacks; point --data-root "
+                                 "at the official CUB_200_2011 download or use -D crop=none")
         for file in files:
             if not file.is_file():
                 raise missing_error("cub", folder, LAYOUT, f"no {file.name}")
@@ -138,12 +147,13 @@ def read_photos(folder: Path, with_boxes: bool) -> list[Photo]:
     photos = []
     for image_id, (path,) in paths.items():
         try:
-            class_name = class_names[labels[image_id][0]][0]
+            class_id = labels[image_id][0]
+            class_name = class_names[class_id][0]
             box = _box(boxes[image_id]) if with_boxes else None
+            photos.append(Photo(path, class_name, box, int(class_id)))
         except (KeyError, ValueError):
             raise BenchError(f"{folder}: image {image_id} ({path}) lacks a valid class or "
                              "bounding box in the metadata files; replace them") from None
-        photos.append(Photo(path, class_name, box))
     return photos
 
 
@@ -163,11 +173,17 @@ def _box(fields: list[str]) -> tuple[float, float, float, float]:
     return left, top, left + width, top + height
 
 
+RULE_SPLITS = ("train", "val", "train", "test")  # by number % 4, for closer-look and frn
+
+
 def split_photos(photos: list[Photo], rule: str, folder: Path) -> dict[str, list[Photo]]:
+    """The photos of each split. closer-look numbers the sorted class names from 0, frn takes the
+    ids of classes.txt (1-based): the same % 4 rule on two numberings gives two different splits."""
     classes = sorted({photo.class_name for photo in photos})
     if rule == "closer-look":
-        split_of = {name: ("train", "val", "train", "test")[index % 4]
-                    for index, name in enumerate(classes)}
+        split_of = {name: RULE_SPLITS[index % 4] for index, name in enumerate(classes)}
+    elif rule == "frn":
+        split_of = {photo.class_name: RULE_SPLITS[photo.class_id % 4] for photo in photos}
     else:
         split_of, duplicates = meta_dataset_classes(classes, folder)
         photos = [photo for photo in photos if Path(photo.path).name not in duplicates]

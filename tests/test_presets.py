@@ -34,3 +34,55 @@ def test_every_preset_plans_cells(tmp_path):
 def test_unknown_preset(tmp_path):
     with pytest.raises(BenchError, match="unknown preset 'snell'; valid presets: omniglot-snell"):
         options_for(["--preset", "snell"], tmp_path)
+
+
+def test_cub_chen_is_chens_schedule(tmp_path):
+    """60,000 training episodes at 1-shot, 40,000 at 5-shot, 16 training queries, Adam 1e-3
+    without decay, validation kept, at least 2,000 test episodes of 15 queries on closer-look."""
+    cells, _ = plan_cells(options_for(["--preset", "cub-chen"], tmp_path))
+    assert {cell.method.name for cell in cells} == {"protonet", "cosine", "trm"}
+    assert {cell.shot: cell.train.episodes for cell in cells} == {1: 60000, 5: 40000}
+    for cell in cells:
+        assert (cell.dataset, cell.dataset_config().split, cell.way, cell.query) == (
+            "cub", "closer-look", 5, 15)
+        assert cell.test_episodes >= 2000 and cell.train.query == 16
+        assert (cell.train.lr, cell.train.lr_step, cell.train_way) == (1e-3, 0, 5)
+        assert cell.train.val_every > 0
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--shots", "1,5", "--train-episodes", "1:60,5:40"], {1: 60, 5: 40}),
+    (["--shots", "1,5", "--train-episodes", "70"], {1: 70, 5: 70}),
+    (["--shots", "1,5", "--train-shot", "1", "--train-episodes", "1:60,5:40"], {1: 60, 5: 60}),
+])
+def test_train_episodes_per_training_shot(tmp_path, args, expected):
+    cells, _ = plan_cells(options_for(["--methods", "protonet", *args], tmp_path))
+    assert {cell.shot: cell.train.episodes for cell in cells} == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1:60", "no count for 5-shot training; add 5:N"),
+    ("1:60,40", "mixes N and SHOT:N"),
+    ("1:x,5:40", "--train-episodes 'x' is not an integer"),
+])
+def test_bad_train_episodes_per_shot(tmp_path, value, message):
+    with pytest.raises(BenchError, match=message):
+        plan_cells(options_for(["--shots", "1,5", "--train-episodes", value], tmp_path))
+
+
+def test_cub_cpu_is_the_issue_19_set(tmp_path):
+    """protonet, cosine, trm at 5-way 1/5-shot on closer-look 84×84, 15 queries, ≥ 2,000 test
+    episodes; training at the test shot, 3:2 episodes between 1- and 5-shot as Chen et al."""
+    options = options_for(["--preset", "cub-cpu"], tmp_path)
+    cells, _ = plan_cells(options)
+    assert len(cells) == 6 and options["threads"] == 2
+    assert {(cell.method.name, cell.shot) for cell in cells} == {
+        (method, shot) for method in ("protonet", "cosine", "trm") for shot in (1, 5)}
+    episodes = {cell.shot: cell.train.episodes for cell in cells}
+    assert episodes[1] * 2 == episodes[5] * 3
+    for cell in cells:
+        config = cell.dataset_config()
+        assert (cell.dataset, config.split, config.size, config.crop) == (
+            "cub", "closer-look", 84, "none")
+        assert (cell.way, cell.query, cell.train_way, cell.train_shot) == (5, 15, 5, cell.shot)
+        assert cell.test_episodes >= 2000

@@ -262,3 +262,19 @@ def test_rich_report_fits_80_columns_with_numbers_whole(with_mismatched):
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     for row in report.compare(with_mismatched, "trm").table.itertuples():
         assert f"{row.diff:+.2f} ± {row.ci95:.2f}" in text
+
+
+def test_cross_domain_rows_are_their_own_dataset_in_reports():
+    """A model trained on mini-imagenet and tested on cub is reported as mini-imagenet→cub,
+    apart from cub's own rows; rows without train_dataset (schema 1) keep their dataset."""
+    import pandas as pd
+
+    from bench.report import pooling_rows
+
+    frame = pd.DataFrame({
+        "cell_id": ["a", "b", "c"], "method": ["protonet"] * 3, "split": ["closer-look"] * 3,
+        "backbone": ["conv4"] * 3, "way": [5] * 3, "shot": [1] * 3,
+        "dataset": ["cub", "cub", "omniglot"], "train_dataset": ["mini-imagenet", "cub", None]})
+    labels = pooling_rows(frame, ["dataset", "split", "way", "method", "backbone", "shot"])
+    assert labels["dataset"].tolist() == ["mini-imagenet→cub", "cub", "omniglot"]
+    assert labels["method"].tolist() == ["protonet"] * 3

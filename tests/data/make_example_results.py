@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
-from bench.results import COLUMNS, append_row, log_path, save_per_episode
+from bench.results import COLUMNS, SCHEMA_VERSION, append_row, log_path, save_per_episode
 
 OUT = Path(__file__).resolve().parent / "example_results"
 WAY, EPISODES, TRAIN_EPISODES = 5, 200, 2000
@@ -58,12 +58,14 @@ def row(method, shot, seed, query, episodes_hash, accuracies) -> dict:
            "way": WAY, "shot": shot, "query": query, "test_episodes": accuracies.size, "seed": seed}
     acc, ci95 = stats.mean_ci(accuracies * 100.0, "normal")
     values = {**key, "acc": acc, "ci95": ci95, "ci_method": "normal",
-              "train_episodes": TRAIN_EPISODES, "train_way": WAY, "train_shot": shot,
+              "train_dataset": "glyphs", "train_episodes": TRAIN_EPISODES, "train_way": WAY,
+              "train_shot": shot,
               "train_query": query, "best_episode": TRAIN_EPISODES, "train_seconds": 60.0,
               "eval_seconds": 5.0, "episodes_hash": episodes_hash, "commit": "example",
               "dirty": False, "timestamp": "2025-01-01T00:00:00+00:00", "host": "example",
               "cpu": "example", "threads": 2, "torch": "2.14.1", "device": "cpu",
-              "cell_id": short_hash(key), "schema_version": 1, "config": key}
+              "cell_id": short_hash(key), "schema_version": SCHEMA_VERSION,
+              "config": key}
     return {column: values[column] for column in COLUMNS}
 
 
