@@ -106,7 +106,7 @@ class TaskRelatedMetric(FewShotClassifier):
         # instead of every aligned map once per (query, class) pair gives the same F_A.
         output_values = self.w_o(self.w_v(keys))  # [G, L, C]
         chunk = self.query_chunk_size(query_positions.shape[1], keys.shape[1], len(keys),
-                                      query.element_size())
+                                      query.element_size(), query.device)
         cosines = torch.cat([
             self.cosine_to_aligned(block, projected_keys, output_values)
             for block in query_positions.split(chunk)
@@ -116,12 +116,12 @@ class TaskRelatedMetric(FewShotClassifier):
         return self.temperature(cosines)
 
     def query_chunk_size(self, query_hw: int, key_rows: int, key_sets: int,
-                         element_size: int = 4) -> int:
+                         element_size: int = 4, device=torch.device("cpu")) -> int:
         normalize = self.config.normalize
         bytes_per_query = key_sets * query_hw * key_rows * max(element_size, 4)
         bound = (self.config.max_attn_mib << 20) // (bytes_per_query * WEIGHT_COPIES[normalize])
         if normalize != "row":
-            bound = min(bound, explicit_block_bytes() // bytes_per_query)
+            bound = min(bound, explicit_block_bytes(device) // bytes_per_query)
         return max(1, bound)
 
     @property
@@ -139,7 +139,7 @@ class TaskRelatedMetric(FewShotClassifier):
         # bytes of one key set's weights (softmaxes run in at least float32)
         per_set = n_query * hw * projected_keys.shape[1] * max(q.element_size(), 4)
         sets = (len(projected_keys) if self.config.normalize == "row"
-                else max(1, explicit_block_bytes() // per_set))
+                else max(1, explicit_block_bytes(q.device) // per_set))
         aligned = torch.cat([
             attend(q.expand(len(keys), -1, -1), keys, values, hw, self.config.sinkhorn_iters)
             for keys, values in zip(projected_keys.split(sets), output_values.split(sets))])
@@ -159,7 +159,11 @@ class TaskRelatedMetric(FewShotClassifier):
         return inner / norms.clamp(min=1e-8)
 
 
-def explicit_block_bytes() -> int:
+def explicit_block_bytes(device: torch.device) -> int:
+    """The explicit paths' block size: cache-sized on the CPU; on a GPU only max_attn_mib bounds
+    the blocks (small blocks would cost a kernel launch each)."""
+    if device.type != "cpu":
+        return 1 << 62
     return EXPLICIT_BLOCK_BYTES * torch.get_num_threads()
 
 
