@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 COLUMNS = [
     "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
     "acc", "ci95", "ci_method", "seed", "train_episodes", "train_way", "train_shot",
-    "train_query", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
+    "train_query", "precision", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
     "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
     "cell_id", "schema_version", "config",
 ]
@@ -103,12 +103,14 @@ def append_row(out_dir: Path, row: dict, replace: bool = False) -> bool:
         existing = path.read_text() if path.exists() else ""
         if existing:
             check_header(path, existing.splitlines()[0])
+            existing = _with_all_columns(existing)
             if row["cell_id"] in finished_cell_ids(out_dir, existing):
                 if not replace:
                     return False
                 existing = _without_cell(existing, row["cell_id"])
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        header = existing.splitlines()[0].split(",") if existing else COLUMNS
+        writer = csv.DictWriter(buffer, fieldnames=header, restval="", lineterminator="\n")
         if not existing:
             writer.writeheader()
         writer.writerow({column: _cell(row[column]) for column in COLUMNS})
@@ -124,6 +126,23 @@ def _cell(value):
     if isinstance(value, float):
         return repr(value)
     return value
+
+
+def _with_all_columns(text: str) -> str:
+    """``text`` rewritten with every column of COLUMNS, when it was written before some of them
+    existed (e.g. ``precision``): old rows get the column empty, so appended rows line up."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    if not set(COLUMNS) - set(reader.fieldnames or ()):
+        return text
+    extra = [name for name in reader.fieldnames if name not in COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + extra, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(reader)
+    return buffer.getvalue()
 
 
 def _without_cell(text: str, cell_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
 from bench.data import data_root
 from bench.errors import BenchError
 from bench.grid import Interrupted, RunOptions, run_grid
+from bench.precision import resolve_precision
 from bench.registry import DATASETS
 
 
@@ -20,15 +22,17 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     DATASETS.get(options["dataset"])
     dataset_params = parse_assignments(",".join(options["dataset_options"]),
                                        f"dataset {options['dataset']}")
-    optional = {name: int_list(options[name], f"--{name.replace('_', '-')}")[0]
-                for name in ("train_way", "train_shot") if options[name] is not None}
+    train_shot = options["train_shot"]
+    train_ways = per_shot_ways(options["train_way"])
     train = TrainConfig(
         episodes=_count(options["train_episodes"], "--train-episodes", allow_zero=True),
-        way=optional.get("train_way"), shot=optional.get("train_shot"),
+        way=train_ways.get(None),
+        shot=int_list(train_shot, "--train-shot")[0] if train_shot is not None else None,
         query=int_list(options["train_query"], "--train-query")[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
-        checkpoint_every=options["checkpoint_every"], precision=options["precision"])
+        checkpoint_every=options["checkpoint_every"],
+        precision=resolve_precision(options["precision"], options["device"]))
     train.validate()
     query = int_list(options["query"], "--query")[0]
     test_episodes = _count(options["test_episodes"], "--test-episodes")
@@ -36,7 +40,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     ways, shots = int_list(options["ways"], "--ways"), int_list(options["shots"], "--shots")
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             train)
+             replace(train, way=train_ways.get(shot, train.way)))
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
@@ -47,6 +51,27 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
                              ci_method=options["ci_method"])
     return cells, run_options
+
+
+def per_shot_ways(text: str | None) -> dict[int | None, int]:
+    """--train-way: ``30`` for every cell ({None: 30}), or ``1:30,5:20``, a training way per
+    test shot (Snell et al. train 1-shot models 30-way, 5-shot models 20-way); a shot not
+    listed trains at its test way."""
+    if text is None:
+        return {}
+    if ":" not in str(text):
+        return {None: int_list(text, "--train-way")[0]}
+    ways = {}
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        shot, _, way = item.partition(":")
+        try:
+            ways[int(shot)] = int(way)
+        except ValueError:
+            raise BenchError(f"--train-way {item!r} is not SHOT:WAY; write e.g. --train-way "
+                             "1:30,5:20 or --train-way 20") from None
+        if ways[int(shot)] < 1:
+            raise BenchError(f"--train-way must be positive integers, got {way}")
+    return ways
 
 
 def _count(text: str, option: str, allow_zero: bool = False) -> int:

@@ -34,3 +34,20 @@ def test_every_preset_plans_cells(tmp_path):
 def test_unknown_preset(tmp_path):
     with pytest.raises(BenchError, match="unknown preset 'snell'; valid presets: omniglot-snell"):
         options_for(["--preset", "snell"], tmp_path)
+
+
+def test_no_preset_hard_codes_bf16():
+    """bf16 is slower where it is emulated: presets leave it to --precision auto."""
+    assert all(preset["options"].get("precision") != "bf16" for preset in PRESETS.values())
+
+
+def test_mini_snell_trains_1_shot_30_way_and_5_shot_20_way(tmp_path):
+    cells, _ = plan_cells(options_for(["--preset", "mini-snell"], tmp_path))
+    assert {cell.method.name for cell in cells} == {"protonet", "trm", "cosine"}
+    shapes = {(cell.shot, cell.train_way, cell.train_shot, cell.train.query) for cell in cells}
+    assert shapes == {(1, 30, 1, 15), (5, 20, 5, 15)}
+    assert all(cell.way == 5 and cell.query == 15 and cell.test_episodes == 2000 for cell in cells)
+    assert all(dict(cell.dataset_params) == {"augment": "off"} for cell in cells)
+    train = cells[0].train
+    assert (train.lr, train.lr_step, train.lr_gamma, train.episodes) == (1e-3, 2000, 0.5, 20000)
+    assert "49.42" in PRESETS["mini-snell"]["about"]
