@@ -17,6 +17,8 @@
 # Writes into $OUT: gpu.txt, wall.txt, run-<method>-<shot>.log, results.tgz (results, per-episode
 # files, logs, configs), state.tgz (checkpoints and finished models, to carry back).
 # Usage there: LIMIT=540 COMMIT=<sha> bash benchmarks/gpu_mini.sh
+# Between calls, here: mkdir -p .device/mini-snell && tar xzf OUT/results.tgz -C .device/mini-snell
+#   && tar xzf OUT/state.tgz -C .device   (then carry .device/mini-snell along with the next call)
 # Dry run on a CPU (a few episodes, checks the plumbing): DRY=1 bash benchmarks/gpu_mini.sh
 set -uo pipefail
 LIMIT=${LIMIT:-540}
@@ -69,8 +71,8 @@ for method in $PARTS; do
   seconds=$(left)
   [ "$seconds" -gt 30 ] || break
   for shot in 1 5; do
-    timeout -s TERM -k 30 "$seconds" "$python" -m bench.cli run --preset mini-snell --methods "$method" \
-      --shots "$shot" --data-root "$DATA" "${device[@]}" --out "$out" \
+    timeout -s TERM -k 30 "$seconds" "$python" -m bench.cli run --preset mini-snell \
+      --methods "$method" --shots "$shot" --data-root "$DATA" "${device[@]}" --out "$out" \
       > "$OUT/run-$method-$shot.log" 2>&1 &
   done
   wait

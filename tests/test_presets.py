@@ -51,3 +51,14 @@ def test_mini_snell_trains_1_shot_30_way_and_5_shot_20_way(tmp_path):
     train = cells[0].train
     assert (train.lr, train.lr_step, train.lr_gamma, train.episodes) == (1e-3, 2000, 0.5, 20000)
     assert "49.42" in PRESETS["mini-snell"]["about"]
+
+
+def test_mini_cpu_shares_one_1_shot_model_per_method(tmp_path):
+    cells, _ = plan_cells(options_for(["--preset", "mini-cpu"], tmp_path))
+    assert [cell.method.label for cell in cells[:3]] == ["protonet(temperature=64)", "cosine",
+                                                         "trm"]
+    assert {cell.shot for cell in cells} == {1, 5} and len(cells) == 6
+    assert all(cell.test_episodes >= 2000 and cell.query == 15 for cell in cells)
+    for method in ("protonet", "cosine", "trm"):
+        ids = {cell.training_id for cell in cells if cell.method.name == method}
+        assert len(ids) == 1  # the 5-shot cell reuses the 1-shot-trained model
