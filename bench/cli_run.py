@@ -68,8 +68,8 @@ class StopFlag:
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
 @click.option("--preset", default=None,
-              help="Named protocol (omniglot-snell, omniglot-cpu, ci-glyphs); options given "
-                   "on the command line override it.")
+              help="Named protocol (omniglot-snell, omniglot-cpu, mini-snell, mini-cpu, ...: "
+                   "bench/presets.py); options given on the command line override it.")
 @click.pass_context
 def run_command(ctx: click.Context, **options) -> None:
     """Train and evaluate each cell; print a table and append rows to OUT/results.csv."""
