@@ -67,12 +67,12 @@ PRESETS: dict[str, dict] = {
         "about": "miniImageNet CPU reference set, about 3 h of 2 cores (bench run resumes it): "
                  "protonet with FEAT's logit temperature 64 (the pilot's fastest learner, "
                  "results/reference/mini-imagenet-cpu/PILOT.md), cosine and trm; one 5-way "
-                 "1-shot 15-query model per method, 5000 episodes with augmentation, Adam 1e-3 "
-                 "halved every 2000, best of 5 validations, tested at 5-way 1- and 5-shot on "
+                 "1-shot 15-query model per method, 3500 episodes with augmentation, Adam 1e-3 "
+                 "halved every 2000, best of 4 validations, tested at 5-way 1- and 5-shot on "
                  "2000 episodes of 15 queries (Ravi split, 84×84; bf16 where native)",
         "options": {**_MINI, "methods": "protonet(temperature=64),cosine,trm",
                     "train_way": "5", "train_shot": "1", "train_query": "15",
-                    "train_episodes": "5000", "lr_step": 2000, "lr_gamma": 0.5,
+                    "train_episodes": "3500", "lr_step": 2000, "lr_gamma": 0.5,
                     "val_every": 1000, "val_episodes": 200, "threads": 2},
     },
     "ci-glyphs": {
