@@ -13,7 +13,7 @@ import click
 @click.option("--quick", is_flag=True,
               help="Fewer episodes and repeats (same files, same columns): ≤ 5 min on 2 cores.")
 @click.option("--out", "out_dir", default="runs/perf", show_default=True, type=click.Path(),
-              help="Folder for eval.csv, train.csv, trm_head.csv and checks.csv (the committed "
+              help="Folder for eval.csv, train.csv, trm_head.csv, train84.csv and checks.csv (the committed "
                    "reference files are in results/perf).")
 @click.option("--dataset", default=None,
               help="Dataset to evaluate and train on [default: omniglot when a data root is set "
@@ -80,6 +80,15 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
                               ["way", "shot", "query", "hw", "normalize", "phase", "ms",
                                "peak_mib", "bound_mib",
                                "query_chunk", "repeats", "status"]))
+    if "train84" in frames:
+        train84 = frames["train84"]
+        console.print(f"2048² matrix product: fp32 {train84['matmul_fp32_gflops'].iloc[0]:.0f}, "
+                      f"bf16 {train84['matmul_bf16_gflops'].iloc[0]:.0f} GFLOP/s; bf16 native: "
+                      f"{bool(train84['bf16_native'].iloc[0])}")
+        console.print(frame_table(Table(title="Training step, 5-way 15-query 84×84 RGB"),
+                                  train84, ["method", "shot", "precision", "ms_per_step",
+                                            "gflop_per_step", "gflops", "matmul_gflops",
+                                            "fraction_of_matmul"]))
     checks = frames["checks"]
     if "flop_speedup" in checks:
         speedups = checks[checks["method"].notna()].rename(columns={"value": "speedup"})
@@ -98,7 +107,8 @@ HEADERS = {"episodes_per_s": "ep/s", "seconds": "s", "acc_matches": "equal",
            "peak_mib": "peak MiB", "bound_mib": "bound", "query_chunk": "chunk",
            "repeats": "calls", "speedup": "speed-up", "flop_speedup": "equal-rate",
            "embed_gflops": "embed GF/s", "head_gflops": "head GF/s",
-           "head_gflops_needed": "needed"}
+           "head_gflops_needed": "needed", "ms_per_step": "ms/step", "gflop_per_step": "GFLOP",
+           "gflops": "GF/s", "matmul_gflops": "matmul GF/s", "fraction_of_matmul": "÷ matmul"}
 
 
 TEXT_COLUMNS = ("method", "check", "mode", "loop", "status", "normalize", "phase")

@@ -31,7 +31,8 @@ from bench.presets import PRESETS
 @click.option("--train-episodes", default="500", show_default=True,
               help="Training episodes per model, or per training shot (1:60000,5:40000); 0: "
                    "evaluate the untrained network.")
-@click.option("--train-way", default=None, help="Training way [default: the test way].")
+@click.option("--train-way", default=None,
+              help="Training way, or SHOT:WAY per test shot (1:30,5:20) [default: the test way].")
 @click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
 @click.option("--train-query", default="15", show_default=True,
               help="Queries per class in training episodes.")
@@ -56,8 +57,10 @@ from bench.presets import PRESETS
 @click.option("--prefetch", default="0", show_default=True,
               help="Training episodes to sample ahead in a worker process (0: sample inline). "
                    "Same episodes either way; helps where cores are spare (GPU machines).")
-@click.option("--precision", default="fp32", show_default=True,
-              help="Training arithmetic: fp32, or bf16 (bfloat16 autocast; evaluation stays fp32).")
+@click.option("--precision", default="auto", show_default=True,
+              help="Training arithmetic: fp32, bf16 (bfloat16 autocast; evaluation stays fp32), "
+                   "or auto: bf16 where the device computes it natively (CUDA with bf16, CPUs "
+                   "with AMX or AVX512-BF16), else fp32.")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")

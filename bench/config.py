@@ -14,10 +14,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from bench.errors import BenchError
+from bench.precision import PRECISIONS
 from bench.registry import DATASETS, METHODS, build_config
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,9 @@ class TrainConfig:
     val_every: int = 100  # episodes between validations (0: no validation)
     val_episodes: int = 100
     checkpoint_every: int = 100  # episodes between resumable checkpoints (0: none)
-    precision: str = "fp32"  # training arithmetic: fp32, or bf16 autocast (evaluation is fp32)
+    # Training arithmetic as resolved (`--precision auto` becomes one of these, bench.precision):
+    # fp32, or bf16 autocast (evaluation is fp32).
+    precision: str = "fp32"
 
     def validate(self) -> None:
         positive = {"query": self.query, "val_episodes": self.val_episodes}
@@ -45,8 +45,8 @@ class TrainConfig:
         if not self.lr > 0:
             raise BenchError(f"lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
-            raise BenchError(f"--precision {self.precision!r} is not valid; valid values: "
-                             f"{', '.join(PRECISIONS)}")
+            raise BenchError(f"--precision {self.precision!r} is not valid here; valid values: "
+                             f"{', '.join(PRECISIONS)} (auto is resolved before cells are made)")
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,17 @@ def parse_assignments(text: str, owner: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def identity_params(config) -> dict:
+    """The method's parameters as cells record them: every field, except those a method added
+    after results existed (``Config.OMITTED_AT_DEFAULT``) while they hold their default, so
+    that the cell and training ids of those results stay valid."""
+    params = asdict(config)
+    for name in getattr(config, "OMITTED_AT_DEFAULT", ()):
+        if params[name] == type(config).__dataclass_fields__[name].default:
+            del params[name]
+    return params
+
+
 def _digest(value: dict) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -164,7 +175,7 @@ class Cell:
         return {
             "method": self.method.name,
             "method_label": self.method.label,
-            "method_params": asdict(self.method_config()),
+            "method_params": identity_params(self.method_config()),
             "dataset": self.dataset,
             "dataset_params": asdict(self.dataset_config()),
             "seed": self.seed,

@@ -242,6 +242,7 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
         "ci_method": options.ci_method, "seed": cell.seed,
         "train_episodes": cell.train.episodes, "train_way": cell.train_way,
         "train_shot": cell.train_shot, "train_query": cell.train.query,
+        "precision": cell.train.precision,
         "best_episode": trained["best_episode"],
         "train_seconds": round(trained["train_seconds"], 2), "eval_seconds": round(eval_seconds, 2),
         "episodes_hash": episodes_hash, "commit": commit, "dirty": dirty,

@@ -23,6 +23,7 @@ from bench.errors import BenchError
 from bench.perf_eval import EvalPlan, eval_rows
 from bench.perf_head import head_cases, head_rows
 from bench.perf_train import TrainShape, train_rows
+from bench.perf_train84 import Train84Plan, train84_checks, train84_rows
 from bench.registry import DATASETS
 
 SCHEMA_VERSION = 1
@@ -30,6 +31,8 @@ COLUMNS = {
     "eval": ["method", "dataset", "mode", "episodes", "episodes_per_s", "acc"],
     "train": ["loop", "method", "episodes_per_s"],
     "trm_head": ["way", "shot", "query", "hw", "normalize", "phase", "ms", "peak_mib"],
+    "train84": ["method", "shot", "precision", "image_size", "ms_per_step", "gflop_per_step",
+                "gflops", "matmul_gflops"],
 }
 
 
@@ -49,15 +52,18 @@ class PerfSettings:
     eval: EvalPlan = field(default_factory=EvalPlan)
     train: TrainShape = field(default_factory=TrainShape)
     head: HeadGrid = field(default_factory=HeadGrid)
+    train84: Train84Plan = field(default_factory=Train84Plan)
 
 
 FULL = PerfSettings()
 # ≤ 5 minutes on 2 cores: one shot, 2,000 instead of 10,000 cached episodes, untrained models
-# (equal accuracies are what is checked), shorter training blocks, single head calls when large.
+# (equal accuracies are what is checked), shorter training blocks, single head calls when large,
+# 84×84 training steps at the precision `bench run` would use only, 3 timed steps each.
 QUICK = PerfSettings(
     eval=EvalPlan(shots=(1,), counts=(600, 2000), per_episode=30, train_episodes=0),
     train=TrainShape(block=10, blocks=4),
     head=HeadGrid(max_repeats=3, flop_budget=1e11),
+    train84=Train84Plan(precisions=("auto",), warmup=2, steps=3),
 )
 
 
@@ -89,7 +95,8 @@ def load_data(dataset: str | None, root: str | None, cache_dir: str | None,
 
 def run_perf(data: PerfData, settings: PerfSettings, specs, device, threads: int,
              log: Callable[[str], None] = lambda message: None) -> dict[str, pd.DataFrame]:
-    """The three measurements as frames ``eval``, ``train``, ``trm_head`` (not yet stamped)."""
+    """The four measurements as frames ``eval``, ``train``, ``trm_head``, ``train84`` (not yet
+    stamped)."""
     grid = settings.head
     cases = head_cases(grid.ways, grid.shots, grid.queries, grid.hws, grid.max_repeats,
                        grid.flop_budget, grid.max_attn_mib, threads, str(device))
@@ -98,6 +105,7 @@ def run_perf(data: PerfData, settings: PerfSettings, specs, device, threads: int
                           settings.eval, device, log),
         "train": train_rows(data.train, data.channels, settings.train, device, log),
         "trm_head": head_rows(cases, log),
+        "train84": train84_rows(settings.train84, device, log),
     }
     return {name: ordered(pd.DataFrame(rows), COLUMNS[name]) for name, rows in frames.items()}
 
@@ -136,6 +144,8 @@ def checks(frames: dict[str, pd.DataFrame], max_attn_mib: int) -> pd.DataFrame:
     rows.append({"check": "training episodes/s, harness / plain", "value": round(ratio, 3),
                  "required": "≥ 0.9", "passed": bool(ratio >= 0.9)})
     rows += head_checks(frames["trm_head"], max_attn_mib)
+    if "train84" in frames:
+        rows += train84_checks(frames["train84"])
     return pd.DataFrame(rows)
 
 

@@ -131,11 +131,12 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
     return rows
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one fp32 ``size``² matrix product on ``device`` (median of ``repeats``, after a
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of one ``size``² matrix product on ``device`` (median of ``repeats``, after a
     warm-up): what this machine's matrix products reach, to read the head's rate against."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     times = []
     for _ in range(repeats + 1):
         if device.type == "cuda":

@@ -17,6 +17,8 @@ _OMNIGLOT = {
 # 15 queries, 2,000 episodes, so their rows pair with each other and with cross-domain rows.
 _CUB = {"dataset": "cub", "methods": "protonet,cosine,trm", "ways": "5", "shots": "1,5",
         "query": "15", "test_episodes": "2000"}
+_MINI = {"dataset": "mini-imagenet", "methods": "protonet,trm,cosine", "ways": "5",
+         "shots": "1,5", "query": "15", "test_episodes": "2000"}
 
 PRESETS: dict[str, dict] = {
     "omniglot-snell": {
@@ -28,19 +30,20 @@ PRESETS: dict[str, dict] = {
     },
     "omniglot-cpu": {
         "about": "the Omniglot protocol sized for about an hour on 2 CPU cores: as "
-                 "omniglot-snell but 20-way 5-query training for 4000 episodes in bfloat16 "
-                 "autocast (1.7× faster on AMX/AVX-512-BF16 Xeons; evaluation stays fp32)",
+                 "omniglot-snell but 20-way 5-query training for 4000 episodes, in bfloat16 "
+                 "autocast where the CPU has it natively (--precision auto: 1.7× faster on "
+                 "AMX/AVX-512-BF16 Xeons, fp32 elsewhere; evaluation stays fp32)",
         "options": {**_OMNIGLOT, "train_way": "20", "train_query": "5",
                     "train_episodes": "4000", "val_every": 1000, "val_episodes": 200,
-                    "precision": "bf16", "threads": 2},
+                    "threads": 2},
     },
     "omniglot-cpu-protonet": {
         "about": "ProtoNet's Omniglot targets on 2 CPU cores in ~23 minutes: one Snell-style "
-                 "60-way 1-shot 5-query model, 6000 bf16 episodes, tested at 5/20-way 1/5-shot "
-                 "(the 5-shot cells reuse the 1-shot-trained model)",
+                 "60-way 1-shot 5-query model, 6000 episodes (bf16 where native), tested at "
+                 "5/20-way 1/5-shot (the 5-shot cells reuse the 1-shot-trained model)",
         "options": {**_OMNIGLOT, "methods": "protonet", "train_way": "60", "train_shot": "1",
                     "train_query": "5", "train_episodes": "6000", "val_every": 1000,
-                    "val_episodes": 200, "precision": "bf16", "threads": 2},
+                    "val_episodes": 200, "threads": 2},
     },
     "omniglot-trm-ablation": {
         "about": "TRM options on Omniglot 5-way 1-shot (CPU, ~1 h): each option paired against "
@@ -84,11 +87,35 @@ PRESETS: dict[str, dict] = {
         "options": {**_CUB, "train_query": "15", "train_episodes": "1:1200,5:800",
                     "val_every": 400, "val_episodes": 100, "threads": 2},
     },
+    "mini-snell": {
+        "about": "Snell et al. 2017 miniImageNet protocol (GPU-sized): Ravi split, 84×84, no "
+                 "augmentation, 30-way 1-shot and 20-way 5-shot training with 15 queries, Adam "
+                 "1e-3 halved every 2000 episodes, 20,000 episodes, the best-validated model, "
+                 "2000 test episodes of 5-way 15 queries. Published ProtoNet Conv-4: "
+                 "49.42 ± 0.78 / 68.20 ± 0.66 (Snell, 600 episodes); LibFewShot Conv-64F "
+                 "47.05 ± 0.35 / 68.56 ± 0.16; CAN 55.88 ± 0.38 / 70.98 ± 0.30",
+        "options": {**_MINI, "dataset_options": ("augment=off",), "train_way": "1:30,5:20",
+                    "train_query": "15", "train_episodes": "20000", "lr_step": 2000,
+                    "lr_gamma": 0.5, "val_every": 1000, "val_episodes": 500},
+    },
+    "mini-cpu": {
+        "about": "miniImageNet CPU reference set, about 3 h of 2 cores (bench run resumes it): "
+                 "protonet with FEAT's logit temperature 64 (the pilot's fastest learner, "
+                 "results/reference/mini-imagenet-cpu/PILOT.md), cosine and trm; one 5-way "
+                 "1-shot 15-query model per method, 3500 episodes with augmentation, Adam 1e-3 "
+                 "halved every 2000, best of 4 validations, tested at 5-way 1- and 5-shot on "
+                 "2000 episodes of 15 queries (Ravi split, 84×84; bf16 where native)",
+        "options": {**_MINI, "methods": "protonet(temperature=64),cosine,trm",
+                    "train_way": "5", "train_shot": "1", "train_query": "15",
+                    "train_episodes": "3500", "lr_step": 2000, "lr_gamma": 0.5,
+                    "val_every": 1000, "val_episodes": 200, "threads": 2},
+    },
     "ci-glyphs": {
         "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",
         "options": {"dataset": "glyphs", "methods": "trm,protonet,cosine", "ways": "5",
                     "shots": "1,5", "train_episodes": "200", "test_episodes": "300",
-                    "val_every": 100, "seeds": "0", "threads": 2},
+                    "val_every": 100, "seeds": "0", "threads": 2,
+                    "precision": "fp32"},  # the baseline is fp32: same numbers on any CPU
     },
 }
 

@@ -32,7 +32,8 @@ SCHEMA_VERSION = 2
 COLUMNS = [
     "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
     "acc", "ci95", "ci_method", "seed", "train_dataset", "train_episodes", "train_way",
-    "train_shot", "train_query", "best_episode", "train_seconds", "eval_seconds", "episodes_hash",
+    "train_shot", "train_query", "precision", "best_episode", "train_seconds", "eval_seconds",
+    "episodes_hash",
     "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
     "cell_id", "schema_version", "config",
 ]
@@ -113,7 +114,8 @@ def append_row(out_dir: Path, row: dict, replace: bool = False) -> bool:
                     return False
                 existing = _without_cell(existing, row["cell_id"])
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        header = existing.splitlines()[0].split(",") if existing else COLUMNS
+        writer = csv.DictWriter(buffer, fieldnames=header, restval="", lineterminator="\n")
         if not existing:
             writer.writeheader()
         writer.writerow({column: _cell(row[column]) for column in COLUMNS})

@@ -15,6 +15,7 @@ from bench.data import data_root
 from bench.errors import BenchError
 from bench.grid import RunOptions, run_grid
 from bench.interrupt import STOP, Stopped
+from bench.precision import resolve_precision
 from bench.registry import DATASETS
 
 MAX_SEED = 2**32 - 1  # what numpy's and torch's generators accept everywhere
@@ -25,16 +26,17 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     DATASETS.get(options["dataset"])
     dataset_params = parse_assignments(",".join(options["dataset_options"]),
                                        f"dataset {options['dataset']}")
-    optional = {name: int_list(options[name], f"--{name.replace('_', '-')}",
-                               minimum=2 if name == "train_way" else 1)[0]
-                for name in ("train_way", "train_shot") if options[name] is not None}
+    train_shot = options["train_shot"]
+    train_ways = per_shot_ways(options["train_way"])
     episodes_by_shot = train_episodes(options["train_episodes"])
     train = TrainConfig(
-        episodes=0, way=optional.get("train_way"), shot=optional.get("train_shot"),
+        episodes=0, way=train_ways.get(None),
+        shot=int_list(train_shot, "--train-shot")[0] if train_shot is not None else None,
         query=int_list(options["train_query"], "--train-query")[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
-        checkpoint_every=options["checkpoint_every"], precision=options["precision"])
+        checkpoint_every=options["checkpoint_every"],
+        precision=resolve_precision(options["precision"], options["device"]))
     train.validate()
     query = int_list(options["query"], "--query")[0]
     test_episodes = _count(options["test_episodes"], "--test-episodes")
@@ -47,7 +49,8 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     tested = test_dataset(options)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)),
+             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot),
+                     way=train_ways.get(shot, train.way)),
              *tested)
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
@@ -107,6 +110,28 @@ def episodes_for(table: dict[int | None, int], shot: int) -> int:
 
 def _path(text: str | None) -> Path | None:
     return Path(text).expanduser() if text else None
+
+
+def per_shot_ways(text: str | None) -> dict[int | None, int]:
+    """--train-way: ``30`` for every cell ({None: 30}), or ``1:30,5:20``, a training way per
+    test shot (Snell et al. train 1-shot models 30-way, 5-shot models 20-way); a shot not
+    listed trains at its test way."""
+    if text is None:
+        return {}
+    if ":" not in str(text):
+        return {None: int_list(text, "--train-way", minimum=2)[0]}
+    ways = {}
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        shot, _, way = item.partition(":")
+        try:
+            ways[int(shot)] = int(way)
+        except ValueError:
+            raise BenchError(f"--train-way {item!r} is not SHOT:WAY; write e.g. --train-way "
+                             "1:30,5:20 or --train-way 20") from None
+        if ways[int(shot)] < 2:
+            raise BenchError(f"--train-way must be at least 2 (a 1-way task is always 100% "
+                             f"correct), got {way}")
+    return ways
 
 
 def _count(text: str, option: str, allow_zero: bool = False) -> int:

@@ -59,10 +59,15 @@ class MiniImageNet(DatasetAdapter):
         source: str = field(default="auto", metadata={
             "help": "pickle (learn2learn's), csv (images/ + Ravi's CSVs) or auto (pickle first)"})
         size: int = field(default=84, metadata={"help": "image side in pixels"})
+        augment: str = field(default="on", metadata={
+            "help": "on: random crop, flip and colour jitter on training episodes "
+                    "(docs/datasets.md); off: none (Snell et al.)"})
 
         def validate(self) -> None:
             if self.source not in ("auto", "pickle", "csv"):
                 raise BenchError(f"mini-imagenet source={self.source!r}; valid: auto, pickle, csv")
+            if self.augment not in ("on", "off"):
+                raise BenchError(f"mini-imagenet augment={self.augment!r}; valid: on, off")
             if not 8 <= self.size <= 512:
                 raise BenchError(f"mini-imagenet size={self.size}; use a side between 8 and 512")
 
@@ -86,7 +91,7 @@ class MiniImageNet(DatasetAdapter):
                         class_names=arrays["classes"].tolist(), name=f"mini-imagenet/ravi/{split}")
 
     def train_augmentation(self):
-        return rgb_train_augmentation()
+        return rgb_train_augmentation() if self.config.augment == "on" else None
 
     def _locate(self, split: str) -> tuple[Path, str]:
         """The folder and source kind that hold ``split``, downloading the pickle if asked."""

@@ -215,3 +215,93 @@ def test_ravi_csvs_read_as_64_16_20_classes_of_600():
         assert len(classes[split]) == expected and len(rows) == 600 * expected
         assert all(name.startswith(label) for name, label in rows)
     assert not classes["train"] & classes["test"] and not classes["val"] & classes["test"]
+
+
+def test_augment_off_gives_no_augmentation_and_bad_value_is_named():
+    off = build_config(MiniImageNet.Config, {"augment": "off"}, "dataset mini-imagenet")
+    assert MiniImageNet(off).train_augmentation() is None
+    with pytest.raises(BenchError, match="augment='maybe'; valid: on, off"):
+        build_config(MiniImageNet.Config, {"augment": "maybe"}, "dataset mini-imagenet")
+
+
+def test_train_augmentation_is_the_documented_one():
+    """docs/datasets.md: crop of 50–100% of the area at aspect 3/4–4/3, flip with probability
+    1/2, brightness/contrast/saturation factors in [0.6, 1.4]. Read off ramp and grey images."""
+    augment = MiniImageNet(MiniImageNet.Config()).train_augmentation()
+    side, count = 84, 400
+    ramp = torch.linspace(0, 1, side)
+    batch = torch.stack([ramp.expand(side, side), ramp[:, None].expand(side, side),
+                         torch.full((side, side), 0.5)])[None].repeat(count, 1, 1, 1)
+    torch.manual_seed(0)
+    crops = augment_geometry(batch)
+    width = (crops[:, 0, :, -1] - crops[:, 0, :, 0]).abs().mean(1)  # x span kept, flips too
+    height = (crops[:, 1, -1, :] - crops[:, 1, 0, :]).mean(1)
+    assert (width * height).min() >= 0.5 * 0.97 and (width * height).max() <= 1.01
+    assert (width / height).min() >= 0.75 * 0.97 and (width / height).max() <= 4 / 3 * 1.03
+    flipped = (crops[:, 0, :, -1] < crops[:, 0, :, 0]).float().mean()
+    assert 0.4 < flipped < 0.6
+    grey = torch.full((count, 3, 8, 8), 0.5)
+    torch.manual_seed(0)
+    brightness = augment(grey)[:, 0, 0, 0] / 0.5  # contrast, saturation leave grey alone
+    assert brightness.min() >= 0.6 - 1e-6 and brightness.max() <= 1.4 + 1e-6
+    assert brightness.min() < 0.65 and brightness.max() > 1.35
+
+
+def augment_geometry(batch):
+    from bench.datasets import _images
+
+    return _images._random_resized_crop_flip(batch, (0.5, 1.0))
+
+
+def test_augmentation_reaches_training_only(tmp_path, monkeypatch):
+    """The grid hands the adapter's augmentation to training; validation and test episodes go
+    through ``evaluate``, which has no augmentation argument at all."""
+    import inspect
+
+    from bench import grid, runner
+
+    assert "augment" not in inspect.signature(runner.evaluate).parameters
+    calls = []
+    monkeypatch.setattr(grid, "train", lambda *args, **kwargs: calls.append(kwargs["augment"]))
+    write_image_folder(tmp_path / "data")
+    from bench.config import Cell, MethodSpec, TrainConfig
+
+    cell = Cell(MethodSpec("protonet"), "mini-imagenet", (("size", str(SIDE * 2)),), 2, 1, 1, 2,
+                0, TrainConfig(episodes=1, query=1, val_every=0, checkpoint_every=0))
+    options = grid.RunOptions(out_dir=tmp_path / "out", data_root=tmp_path / "data",
+                              cache_dir=tmp_path / "cache")
+    adapter = grid.load_adapter(cell, options)
+    model = runner.build_model(cell, 3)
+    with pytest.raises(grid.Interrupted):  # the stub trains nothing, so the cell is unfinished
+        grid.train_cell(cell, model, adapter, options, runner.Progress(), lambda: False, False)
+    assert len(calls) == 1 and callable(calls[0])
+
+
+REAL_ROOT = REAL_CSVS.parent
+REAL_COUNTS = {"train": (38_400, 64), "val": (3_200, 16), "test": (12_000, 20)}
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_images_load_with_the_ravi_split_and_cache(monkeypatch):
+    """The real image folder: counts, disjoint classes, and a second start from the cache.
+
+    Uses the user's cache ($FEWSHOT_BENCH_CACHE or ~/.cache/fewshot-bench), so only the very first
+    run decodes the 53,600 JPEGs (about 25 s on 2 cores; later runs load the 1.1 GB in ~2 s)."""
+    if not (REAL_ROOT / "images").is_dir():
+        pytest.skip(f"the miniImageNet images are not at {REAL_ROOT}/images (../shared/data)")
+    config = build_config(MiniImageNet.Config, {"source": "csv"}, "dataset mini-imagenet")
+    dataset = MiniImageNet(config, root=REAL_ROOT)
+    classes = {}
+    for split, (images, n_classes) in REAL_COUNTS.items():
+        loaded = dataset.load(split)
+        assert tuple(loaded.images.shape) == (images, 3, 84, 84)
+        assert loaded.n_classes == n_classes
+        assert set(loaded.images_per_class()) == {images // n_classes}
+        classes[split] = set(loaded.class_names)
+    assert not (classes["train"] & classes["val"] or classes["train"] & classes["test"]
+                or classes["val"] & classes["test"])
+    monkeypatch.setattr(mini_imagenet, "read_image_folder", None)  # a second start must not decode
+    again = MiniImageNet(config, root=REAL_ROOT)
+    assert {split: again.load(split).n_classes for split in REAL_COUNTS} == {
+        split: n_classes for split, (_, n_classes) in REAL_COUNTS.items()}

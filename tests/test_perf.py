@@ -15,6 +15,7 @@ from bench.episodes import fixed_episodes
 from bench.perf_eval import EvalPlan, episode_gflop, eval_rows
 from bench.perf_head import HeadCase, head_cases, head_rows, measure
 from bench.perf_train import TrainShape, load_plain_loop, train_rows
+from bench.perf_train84 import Train84Plan, train84_checks, train84_rows
 from bench.runner import build_model
 
 CPU = torch.device("cpu")
@@ -25,6 +26,8 @@ TINY = perf.PerfSettings(
     train=TrainShape(query=3, block=2, blocks=2),
     head=perf.HeadGrid(ways=(2,), shots=(1,), queries=(2,), hws=(4,), max_repeats=2,
                        max_attn_mib=64),
+    train84=Train84Plan(way=2, shots=(1, 2), query=2, size=16, precisions=("fp32", "auto"),
+                        warmup=1, steps=1),
 )
 SPECS = [MethodSpec("protonet"), MethodSpec("cosine"), MethodSpec("trm")]
 
@@ -166,7 +169,7 @@ def test_written_csvs_are_stamped_and_checks_computed(data, tmp_path):
     stamp = perf.machine_stamp("cpu", "bench perf --test")
     paths = perf.write_results(frames, tmp_path, stamp)
     assert sorted(path.name for path in paths) == ["checks.csv", "eval.csv", "train.csv",
-                                                   "trm_head.csv"]
+                                                   "train84.csv", "trm_head.csv"]
     for name, first in perf.COLUMNS.items():
         written = pd.read_csv(tmp_path / f"{name}.csv")
         assert list(written.columns[: len(first)]) == first
@@ -188,7 +191,7 @@ def test_perf_command_prints_tables_and_writes_files(data, tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert "Checks" in result.output and "harness" in result.output
     assert {path.name for path in out.iterdir()} == {"eval.csv", "train.csv", "trm_head.csv",
-                                                     "checks.csv"}
+                                                     "train84.csv", "checks.csv"}
 
 
 def test_perf_tables_fit_80_columns_without_cutting_numbers():
@@ -211,3 +214,31 @@ def test_perf_tables_fit_80_columns_without_cutting_numbers():
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "max ep/s" in text and "harness-prefetch" in text
+
+
+
+def test_train84_rows_count_every_step_and_compare_with_matmul(monkeypatch):
+    """Columns of the issue; protonet's FLOP by hand: Conv-4 forward F, backward F for the weight
+    gradients plus F - F1 for the input gradients (none for the images): 3F - F1 per image."""
+    from bench import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # auto: fp32 only
+    rows = pd.DataFrame(train84_rows(TINY.train84, CPU))
+    assert list(perf.ordered(rows, perf.COLUMNS["train84"]).columns[:8]) == perf.COLUMNS["train84"]
+    assert rows[["method", "shot"]].values.tolist() == [
+        ["protonet", 1], ["protonet", 2], ["cosine", 1], ["cosine", 2], ["trm", 1], ["trm", 2]]
+    assert (rows["precision"] == "fp32").all() and (rows["image_size"] == "16×16").all()
+    assert (rows["ms_per_step"] > 0).all() and not rows["bf16_native"].any()
+    assert (rows["matmul_gflops"] == rows["matmul_fp32_gflops"]).all()
+    layers = [(3, 16), (64, 8), (64, 4), (64, 2)]  # input channels, side, of each 3×3 conv 64
+    flop = [2 * 9 * channels * 64 * side * side for channels, side in layers]
+    images = 2 * (1 + 2)
+    protonet = rows[(rows["method"] == "protonet") & (rows["shot"] == 1)].iloc[0]
+    assert protonet["gflop_per_step"] == pytest.approx(images * (3 * sum(flop) - flop[0]) / 1e9,
+                                                       rel=1e-3)
+    assert protonet["gflops"] == pytest.approx(protonet["gflop_per_step"]
+                                               / protonet["ms_per_step"] * 1000, rel=0.05)
+    trm = rows[rows["method"] == "trm"].set_index("shot")["gflop_per_step"]
+    assert trm[2] > trm[1] > rows[rows["method"] == "cosine"]["gflop_per_step"].iloc[0]
+    checks = pd.DataFrame(train84_checks(rows))
+    assert len(checks) == 6 + 1 and checks["check"].iloc[-1].startswith("train84 step time trm")

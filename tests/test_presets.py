@@ -86,3 +86,31 @@ def test_cub_cpu_is_the_issue_19_set(tmp_path):
             "cub", "closer-look", 84, "none")
         assert (cell.way, cell.query, cell.train_way, cell.train_shot) == (5, 15, 5, cell.shot)
         assert cell.test_episodes >= 2000
+
+
+def test_no_preset_hard_codes_bf16():
+    """bf16 is slower where it is emulated: presets leave it to --precision auto."""
+    assert all(preset["options"].get("precision") != "bf16" for preset in PRESETS.values())
+
+
+def test_mini_snell_trains_1_shot_30_way_and_5_shot_20_way(tmp_path):
+    cells, _ = plan_cells(options_for(["--preset", "mini-snell"], tmp_path))
+    assert {cell.method.name for cell in cells} == {"protonet", "trm", "cosine"}
+    shapes = {(cell.shot, cell.train_way, cell.train_shot, cell.train.query) for cell in cells}
+    assert shapes == {(1, 30, 1, 15), (5, 20, 5, 15)}
+    assert all(cell.way == 5 and cell.query == 15 and cell.test_episodes == 2000 for cell in cells)
+    assert all(dict(cell.dataset_params) == {"augment": "off"} for cell in cells)
+    train = cells[0].train
+    assert (train.lr, train.lr_step, train.lr_gamma, train.episodes) == (1e-3, 2000, 0.5, 20000)
+    assert "49.42" in PRESETS["mini-snell"]["about"]
+
+
+def test_mini_cpu_shares_one_1_shot_model_per_method(tmp_path):
+    cells, _ = plan_cells(options_for(["--preset", "mini-cpu"], tmp_path))
+    assert [cell.method.label for cell in cells[:3]] == ["protonet(temperature=64)", "cosine",
+                                                         "trm"]
+    assert {cell.shot for cell in cells} == {1, 5} and len(cells) == 6
+    assert all(cell.test_episodes >= 2000 and cell.query == 15 for cell in cells)
+    for method in ("protonet", "cosine", "trm"):
+        ids = {cell.training_id for cell in cells if cell.method.name == method}
+        assert len(ids) == 1  # the 5-shot cell reuses the 1-shot-trained model

@@ -24,7 +24,8 @@ def row(cell_id: str, dataset: str = "cub", train_dataset: str = "mini-imagenet"
 
 
 def write_schema_1(out: Path) -> None:
-    old_columns = [column for column in results.COLUMNS if column != "train_dataset"]
+    old_columns = [column for column in results.COLUMNS
+                   if column not in ("train_dataset", "precision")]  # both added since
     out.mkdir(parents=True)
     with open(out / "results.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=old_columns, lineterminator="\n")
