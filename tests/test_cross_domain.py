@@ -17,6 +17,7 @@ from bench.config import Cell, MethodSpec, TrainConfig
 from bench.datasets import mini_imagenet
 from bench.datasets.cub import CUB
 from bench.episodes import fixed_episodes
+from bench.precision import resolve_precision
 from bench.registry import build_config
 from bench.runner import build_model, evaluate
 
@@ -101,7 +102,8 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
     assert model_file.stat().st_mtime_ns == stamp
     # The same numbers by hand: the stored model on CUB's closer-look test episodes.
     cell = Cell(MethodSpec("protonet"), "mini-imagenet", (("size", str(SIDE)),), 5, 1, 2, 6, 0,
-                TrainConfig(episodes=3, query=2, val_every=0, checkpoint_every=0))
+                TrainConfig(episodes=3, query=2, val_every=0, checkpoint_every=0,
+                            precision=resolve_precision("auto", "cpu")))  # the run's default
     assert model_file == checkpoint.model_path(trained_out, cell)
     model = build_model(cell, 3)
     checkpoint.load_model(model_file, cell, model)
