@@ -136,6 +136,22 @@ def test_embed_dim_is_the_channel_count_of_every_formula(shots):
         torch.testing.assert_close(model.embed(images), expected)
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_dual_fallback_path_matches_reference(training, monkeypatch):
+    """Blocks whose factored column softmax would leave the float range take the plain column
+    softmax: forced here for every block, in inference and in the training forward pass."""
+    from bench.methods import _attention
+
+    monkeypatch.setattr(_attention, "_FACTOR_RANGE", {torch.float64: -1.0})
+    model = random_trm().double().train(training)
+    support, labels, query = episode(5, 3)
+    support.requires_grad_(training)
+    with torch.set_grad_enabled(training):
+        logits = model.head(support, labels, query, 5)
+    expected = reference_logits(model, query.numpy(), support.detach().numpy(), labels.numpy(), 5)
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=0, atol=1e-6)
+
+
 def test_float32_head_matches_reference():
     model = random_trm()
     support, labels, query = episode(5, 3, dtype=torch.float32)
