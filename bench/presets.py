@@ -59,7 +59,7 @@ PRESETS: dict[str, dict] = {
                                "trm(per_position=true),trm(temperature=fixed),"
                                "trm(temperature=fixed,tau=1.0)",
                     "train_episodes": "1000", "test_episodes": "1000", "val_every": 250,
-                    "val_episodes": 200},
+                    "val_episodes": 200, "precision": "fp32"},  # its cells so far are fp32
     },
     "omniglot-trm-shots": {
         "about": "TRM's K-shot readings on Omniglot 5-way 5-shot (CPU, ~20 min): the K·HW "
@@ -68,7 +68,7 @@ PRESETS: dict[str, dict] = {
         "options": {"dataset": "omniglot", "ways": "5", "shots": "5", "query": "15",
                     "methods": "trm,trm(shots=mean_map),trm(shots=per_shot),trm(normalize=row)",
                     "train_episodes": "1000", "test_episodes": "1000", "val_every": 250,
-                    "val_episodes": 200},
+                    "val_episodes": 200, "precision": "fp32"},
     },
     "cub-chen": {
         "about": "Chen et al. 2019's CUB Conv-4 meta-learning protocol (GPU-sized): closer-look "
