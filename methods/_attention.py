@@ -95,10 +95,15 @@ def _column_factors(scores, rows, hw: int):
     return u.unsqueeze(-1), sums.reciprocal().view(*u.shape[:2], 1, -1)
 
 
+def _plain_column_softmax(scores, hw: int, dtype: torch.dtype):
+    """The column softmax over each query image's HW positions, along the strided axis."""
+    return scores.unflatten(1, (-1, hw)).softmax(-2, dtype=dtype).flatten(1, 2)
+
+
 def _column_softmax(scores, rows, hw: int):
     factors = _column_factors(scores, rows, hw)
     if factors is None:
-        return scores.unflatten(1, (-1, hw)).softmax(-2, dtype=rows.dtype).flatten(1, 2)
+        return _plain_column_softmax(scores, hw, rows.dtype)
     u, w = factors
     return (rows.unflatten(1, (-1, hw)) * u).mul_(w).flatten(1, 2)
 
@@ -108,7 +113,7 @@ def _dual_forward(q, k, v, hw: int):
     scores, rows = _row_softmax(q, k)
     factors = _column_factors(scores, rows, hw)
     if factors is None:
-        columns = scores.unflatten(1, (-1, hw)).softmax(-2, dtype=rows.dtype).flatten(1, 2)
+        columns = _plain_column_softmax(scores, hw, rows.dtype)
         return torch.bmm(rows.mul_(columns).to(v.dtype), v)
     del scores
     u, w = factors  # [G, n, HW, 1], [G, n, 1, L]

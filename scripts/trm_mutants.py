@@ -39,10 +39,8 @@ MUTANTS = [
         ("return u.unsqueeze(-1), sums.reciprocal().view(*u.shape[:2], 1, -1)",
          "return u.unsqueeze(-1), torch.ones_like(sums).view(*u.shape[:2], 1, -1)")]),
     ("fallback column softmax over every query of the block", ATTENTION, [
-        ("return scores.unflatten(1, (-1, hw)).softmax(-2, dtype=rows.dtype).flatten(1, 2)",
-         "return scores.softmax(-2, dtype=rows.dtype)"),
-        ("columns = scores.unflatten(1, (-1, hw)).softmax(-2, dtype=rows.dtype).flatten(1, 2)",
-         "columns = scores.softmax(-2, dtype=rows.dtype)")]),
+        ("return scores.unflatten(1, (-1, hw)).softmax(-2, dtype=dtype).flatten(1, 2)",
+         "return scores.softmax(-2, dtype=dtype)")]),
     ("mean_map keys taken from the first shot", TRM, [
         ('"mean_map": maps.mean(1)', '"mean_map": maps[:, 0]')]),
     ("per_shot cosines summed instead of averaged", TRM, [
