@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -200,9 +201,9 @@ def out_dir_writable(path: str) -> Path:
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own: two runs sharing one --out must not unlink each other's probe.
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise BenchError(f"output directory {out} is not writable ({error.strerror}); "
                          "pass --out DIR with a writable folder") from None
