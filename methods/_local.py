@@ -1,0 +1,50 @@
+"""Shared pieces of the heads that compare local descriptors (dn4, ctx, frn).
+
+``class_descriptors`` turns the support maps of an episode into the K·HW local descriptors of each
+class; ``over_query_blocks`` runs a head's score on blocks of query images so that its largest
+intermediate (a [queries, classes, HW, K·HW] similarity or attention tensor: 23 GB for one 20-way
+5-shot 84×84 Conv-64F episode) stays under a budget. While gradients are recorded each block is
+checkpointed (recomputed in the backward pass), so training memory stays bounded too — the
+reference CrossTransformers code does the same ("rematerialize"). Blocks never change the result.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from bench.errors import BenchError
+
+# Bytes of one block's largest intermediate: small enough for a 2-core laptop, large enough that a
+# 5-way 28×28 episode is one block (no recomputation).
+BLOCK_BYTES = 256 << 20
+
+
+def descriptors(maps: torch.Tensor) -> torch.Tensor:
+    """Feature maps [N, C, H, W] → local descriptors [N, HW, C]."""
+    return maps.flatten(2).transpose(1, 2)
+
+
+def class_descriptors(support: torch.Tensor, labels: torch.Tensor, n_way: int,
+                      method: str) -> torch.Tensor:
+    """Support maps [N, C, H, W] → each class's descriptors [n_way, K·HW, C], shots in order."""
+    counts = torch.bincount(labels, minlength=n_way)
+    if bool((counts != counts[0]).any()) or int(counts[0]) == 0:
+        raise BenchError(f"{method} needs the same number of shots in every class, got "
+                         f"{counts.tolist()}")
+    order = torch.argsort(labels, stable=True)
+    local = descriptors(support[order])  # [N, HW, C], class-major
+    return local.reshape(n_way, -1, local.shape[-1])
+
+
+def over_query_blocks(score, query: torch.Tensor, bytes_per_query: int,
+                      budget: int = BLOCK_BYTES) -> torch.Tensor:
+    """``score(block)`` → [block, n_way] on blocks of ``query`` (rows: query images) of at most
+    ``budget // bytes_per_query`` images, concatenated; checkpointed blocks under autograd."""
+    size = max(1, budget // max(1, bytes_per_query))
+    if size >= len(query):
+        return score(query)
+    blocks = query.split(size)
+    if torch.is_grad_enabled():
+        return torch.cat([checkpoint(score, block, use_reentrant=False) for block in blocks])
+    return torch.cat([score(block) for block in blocks])
