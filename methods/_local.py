@@ -38,9 +38,10 @@ def class_descriptors(support: torch.Tensor, labels: torch.Tensor, n_way: int,
 
 
 def over_query_blocks(score, query: torch.Tensor, bytes_per_query: int,
-                      budget: int = BLOCK_BYTES) -> torch.Tensor:
+                      budget: int | None = None) -> torch.Tensor:
     """``score(block)`` → [block, n_way] on blocks of ``query`` (rows: query images) of at most
     ``budget // bytes_per_query`` images, concatenated; checkpointed blocks under autograd."""
+    budget = BLOCK_BYTES if budget is None else budget
     size = max(1, budget // max(1, bytes_per_query))
     if size >= len(query):
         return score(query)
