@@ -27,7 +27,7 @@ from bench.methods.base import FewShotClassifier, MethodConfig, param
 
 @METHODS.register("dn4")
 class DN4(FewShotClassifier):
-    """Image-to-class k-NN: each query descriptor's top-k cosines to a class's descriptors, summed."""
+    """Image-to-class k-NN: each query descriptor's top-k cosines to a class's pool, summed."""
 
     @dataclass(frozen=True)
     class Config(MethodConfig):

@@ -38,21 +38,22 @@ def lstm_step(x, h, c, w_ih, w_hh, b):
 
 def reference_fce(model, support, query):
     """g(x_i) = h→_i + h←_i + g'(x_i); f(x̂) after K attention-LSTM steps (paper, appendix)."""
-    p = {name: value.detach().double().numpy() for name, value in model.named_parameters()}
+    p = {name.replace("support_context.lstm.", ""): value.detach().double().numpy()
+         for name, value in model.named_parameters()}
     width = support.shape[1]
     forward, backward = [], [None] * len(support)
     h = c = np.zeros(width)
     for x in support:
-        h, c = lstm_step(x, h, c, p["support_context.lstm.weight_ih_l0"],
-                         p["support_context.lstm.weight_hh_l0"],
-                         p["support_context.lstm.bias_ih_l0"] + p["support_context.lstm.bias_hh_l0"])
+        h, c = lstm_step(x, h, c, p["weight_ih_l0"],
+                         p["weight_hh_l0"],
+                         p["bias_ih_l0"] + p["bias_hh_l0"])
         forward.append(h)
     h = c = np.zeros(width)
     for i in reversed(range(len(support))):
-        h, c = lstm_step(support[i], h, c, p["support_context.lstm.weight_ih_l0_reverse"],
-                         p["support_context.lstm.weight_hh_l0_reverse"],
-                         p["support_context.lstm.bias_ih_l0_reverse"]
-                         + p["support_context.lstm.bias_hh_l0_reverse"])
+        h, c = lstm_step(support[i], h, c, p["weight_ih_l0_reverse"],
+                         p["weight_hh_l0_reverse"],
+                         p["bias_ih_l0_reverse"]
+                         + p["bias_hh_l0_reverse"])
         backward[i] = h
     g = np.array([f + b + x for f, b, x in zip(forward, backward, support)])
     w, bias = p["query_context.gates.weight"], p["query_context.gates.bias"]
