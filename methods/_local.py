@@ -2,10 +2,10 @@
 
 ``class_descriptors`` turns the support maps of an episode into the K·HW local descriptors of each
 class; ``over_query_blocks`` runs a head's score on blocks of query images so that its largest
-intermediate (a [queries, classes, HW, K·HW] similarity or attention tensor: 23 GB for one 20-way
-5-shot 84×84 Conv-64F episode) stays under a budget. While gradients are recorded each block is
-checkpointed (recomputed in the backward pass), so training memory stays bounded too — the
-reference CrossTransformers code does the same ("rematerialize"). Blocks never change the result.
+intermediate (DN4's [queries, classes, HW, K·HW] cosines: 23 GB for one 20-way 5-shot 84×84
+Conv-64F episode) stays under a budget. While gradients are recorded each block is checkpointed
+(recomputed in the backward pass), so training memory stays bounded too — the reference
+CrossTransformers code does the same ("rematerialize"). Blocks never change the result.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from torch.utils.checkpoint import checkpoint
 
 from bench.errors import BenchError
 
-# Bytes of one block's largest intermediate: small enough for a 2-core laptop, large enough that a
-# 5-way 28×28 episode is one block (no recomputation).
-BLOCK_BYTES = 256 << 20
+# Bytes of one block's largest intermediate: small beside a laptop's memory, large enough that
+# every 28×28 episode of the reference grid (up to 20-way 5-shot 15-query) is one block, trained
+# without recomputation.
+BLOCK_BYTES = 1 << 30
 
 
 def descriptors(maps: torch.Tensor) -> torch.Tensor:

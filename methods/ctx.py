@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
@@ -67,15 +68,18 @@ class CrossTransformer(FewShotClassifier):
         positions = class_descriptors(support, support_labels, n_way, "ctx")  # [n_way, K·HW, C]
         keys, values = self.key_head(positions), self.value_head(positions)
         local = descriptors(query)  # [n_query, HW, C]
-        # queries and query values side by side, so that one block holds both
-        both = torch.cat([self.key_head(local) * self.scale, self.value_head(local)], dim=-1)
+        hw = local.shape[1]
 
         def score(block: torch.Tensor) -> torch.Tensor:
-            queries, query_values = block.split([keys.shape[-1], values.shape[-1]], dim=-1)
-            logits = torch.einsum("qpd,cmd->qcpm", queries, keys)  # [q, n_way, HW, K·HW]
-            aligned = torch.einsum("qcpm,cmv->qcpv", logits.softmax(dim=-1), values)
-            return -(aligned - query_values[:, None]).pow(2).sum(-1).mean(-1)  # [q, n_way]
+            # Every class attends from the same query positions: the block's queries form one
+            # sequence per class, so one fused attention call (no [.., HW, K·HW] weights kept,
+            # in training too) covers every (query, class) pair; softmax over the K·HW keys.
+            rows = block.reshape(1, -1, block.shape[-1])  # [1, block·HW, C]
+            queries = self.key_head(rows).expand(n_way, -1, -1)
+            aligned = F.scaled_dot_product_attention(queries, keys, values, scale=self.scale)
+            distances = (aligned - self.value_head(rows)).pow(2).sum(-1)  # [n_way, block·HW]
+            return -distances.view(n_way, len(block), hw).mean(-1).T
 
-        hw, rows = local.shape[1], positions.shape[1]
-        per_query = n_way * hw * (2 * rows + 2 * values.shape[-1]) * 4
-        return over_query_blocks(score, both, per_query)
+        # bytes per query image: its queries (expanded per class), aligned values, differences
+        per_query = n_way * hw * (keys.shape[-1] + 3 * values.shape[-1]) * 4
+        return over_query_blocks(score, local, per_query)
