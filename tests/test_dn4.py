@@ -58,16 +58,22 @@ def test_neighbors_parameter_sets_k(episode):
 
 
 def test_query_blocks_change_nothing(episode, monkeypatch):
-    """Blocks of one query image each (the memory bound) give the same logits, with gradients."""
+    """Blocks of one query image each (the memory bound) give the same logits and gradients."""
     support, labels, query = episode
-    whole = dn4_head("dn4", support, labels, query, 3)
-    monkeypatch.setattr("bench.methods._local.BLOCK_BYTES", 1)
     model = DN4(parse_method("dn4").config(), 1)
-    query_tensor = torch.from_numpy(query).requires_grad_()
-    blocked = model.head(torch.from_numpy(support), torch.from_numpy(labels), query_tensor, 3)
-    np.testing.assert_allclose(blocked.detach().numpy(), whole, rtol=1e-12)
-    blocked.sum().backward()
-    assert query_tensor.grad is not None and torch.isfinite(query_tensor.grad).all()
+
+    def logits_and_gradient():
+        query_tensor = torch.from_numpy(query).requires_grad_()
+        logits = model.head(torch.from_numpy(support), torch.from_numpy(labels), query_tensor, 3)
+        (logits * torch.arange(3.0, dtype=logits.dtype)).sum().backward()
+        return logits.detach().numpy(), query_tensor.grad.numpy()
+
+    whole, whole_gradient = logits_and_gradient()
+    monkeypatch.setattr("bench.methods._local.BLOCK_BYTES", 1)
+    blocked, blocked_gradient = logits_and_gradient()
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12)
+    np.testing.assert_allclose(blocked_gradient, whole_gradient, rtol=1e-12)
+    assert np.abs(whole_gradient).sum() > 0
 
 
 def test_too_few_descriptors_is_a_one_line_error():
