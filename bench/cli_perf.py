@@ -21,22 +21,24 @@ import click
 @click.option("--data-root", default=None, help="Dataset root [env FEWSHOT_BENCH_DATA].")
 @click.option("--cache-dir", default=None,
               help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
-@click.option("--methods", default="protonet,cosine,trm", show_default=True,
-              help="Methods whose evaluation is timed; NAME(key=value,...) sets parameters.")
+@click.option("--methods", default=None,
+              help="Methods whose evaluation is timed; NAME(key=value,...) sets parameters "
+                   "[default: every registered method].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
 def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str | None,
-                 cache_dir: str | None, methods: str, device: str, threads: int | None) -> None:
+                 cache_dir: str | None, methods: str | None, device: str,
+                 threads: int | None) -> None:
     """Time cached vs per-episode evaluation, the training loop vs a plain one, and the TRM head."""
     import torch
     from rich.console import Console
 
     from bench.config import parse_methods
     from bench.perf import FULL, QUICK, checks, load_data, machine_stamp, run_perf, write_results
-    from bench.registry import DATASETS
+    from bench.registry import DATASETS, METHODS
     from bench.run_plan import check_cuda, check_device, check_threads, out_dir_writable
 
-    specs = parse_methods(methods)
+    specs = parse_methods(methods if methods is not None else ",".join(METHODS.names()))
     if dataset is not None:
         DATASETS.get(dataset)  # an unknown name fails before anything is created or run
     check_cuda(check_device(device))

@@ -27,6 +27,7 @@ from bench.config import Cell, MethodSpec, TrainConfig
 from bench.episodes import Episode
 from bench.perf_eval import matmul_gflops
 from bench.precision import native_bf16, resolve_precision
+from bench.registry import METHODS
 from bench.runner import build_model, make_optimizer, train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -34,7 +35,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class Train84Plan:
-    methods: tuple[str, ...] = ("protonet", "cosine", "trm")
+    methods: tuple[str, ...] = ()  # (): every registered method
     way: int = 5
     shots: tuple[int, ...] = (1, 5)
     query: int = 15
@@ -119,7 +120,7 @@ def train84_rows(plan: Train84Plan, device: torch.device, log=lambda message: No
     precisions = list(dict.fromkeys(resolve_precision(p, str(device)) for p in plan.precisions))
     rows = []
     for precision in precisions:
-        for method in plan.methods:
+        for method in plan.methods or tuple(METHODS.names()):
             for shot in plan.shots:
                 log(f"train step {method} {plan.way}-way {shot}-shot {plan.size}×{plan.size} "
                     f"{precision}")

@@ -68,7 +68,8 @@ class Registry:
 METHODS = Registry(
     "method",
     "fewshot_bench.methods",
-    ("bench.methods.protonet", "bench.methods.cosine", "bench.methods.trm"),
+    ("bench.methods.protonet", "bench.methods.cosine", "bench.methods.trm",
+     "bench.methods.matchingnet", "bench.methods.dn4", "bench.methods.ctx", "bench.methods.frn"),
 )
 DATASETS = Registry(
     "dataset",

@@ -26,8 +26,8 @@ TINY = perf.PerfSettings(
     train=TrainShape(query=3, block=2, blocks=2),
     head=perf.HeadGrid(ways=(2,), shots=(1,), queries=(2,), hws=(4,), max_repeats=2,
                        max_attn_mib=64),
-    train84=Train84Plan(way=2, shots=(1, 2), query=2, size=16, precisions=("fp32", "auto"),
-                        warmup=1, steps=1),
+    train84=Train84Plan(methods=("protonet", "cosine", "trm"), way=2, shots=(1, 2), query=2,
+                        size=16, precisions=("fp32", "auto"), warmup=1, steps=1),
 )
 SPECS = [MethodSpec("protonet"), MethodSpec("cosine"), MethodSpec("trm")]
 
@@ -242,3 +242,16 @@ def test_train84_rows_count_every_step_and_compare_with_matmul(monkeypatch):
     assert trm[2] > trm[1] > rows[rows["method"] == "cosine"]["gflop_per_step"].iloc[0]
     checks = pd.DataFrame(train84_checks(rows))
     assert len(checks) == 6 + 1 and checks["check"].iloc[-1].startswith("train84 step time trm")
+
+
+def test_train84_default_times_every_registered_method(monkeypatch):
+    """A method added to the registry gets its training-step row without touching the plan."""
+    from bench import precision
+    from bench.registry import METHODS
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    plan = dataclasses.replace(TINY.train84, methods=(), shots=(1,), precisions=("fp32",),
+                               warmup=0)
+    assert Train84Plan().methods == ()
+    rows = train84_rows(plan, CPU)
+    assert [row["method"] for row in rows] == METHODS.names()

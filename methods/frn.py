@@ -1,0 +1,78 @@
+"""Feature Map Reconstruction Networks (FRN): Wertheimer, Tang & Hariharan, "Few-Shot
+Classification with Feature Map Reconstruction Networks", CVPR 2021 (read with the official code,
+Tsingularity/FRN, ``models/FRN.py``).
+
+Each class's K support maps give S_c: its K·r local descriptors (r = HW) as rows, d channels. Every
+query descriptor row of Q is reconstructed from them by closed-form ridge regression:
+
+    Q̂_c = ρ · Q S_c^T (S_c S_c^T + λI)^{-1} S_c  =  ρ · Q (S_c^T S_c + λI)^{-1} S_c^T S_c
+    λ = (K·r / d) · e^α,   ρ = e^β        (α, β learned, both 0 at the start)
+    logit_c = −γ · 1/r Σ_p ‖q_p − q̂_p‖²   (γ learned, 1 at the start)
+
+The two forms are equal (Woodbury/push-through identity); the head inverts the smaller matrix,
+K·r × K·r when K·r ≤ d (eq. 8 of the paper), d × d otherwise (eq. 10). As in the official code
+the squared error is summed over channels and averaged over the r positions, λ gets +1e-6, γ is a
+plain (unconstrained) scalar, and features are not rescaled for Conv-4. The solve runs in float32
+even under bf16 autocast. Not included: the official training's auxiliary loss (needs a method
+loss hook) and its pre-training stage.
+
+Default backbone Conv-4, the paper's: 64×5×5 maps at 84×84 (r = 25), 64×1×1 at 28×28 (r = 1: a
+query is then reconstructed from the K support vectors only, rank ≤ K). ``backbone=conv64f``
+gives 64×7×7 at 28×28 and 64×21×21 at 84×84.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.registry import METHODS
+from bench.methods._local import class_descriptors, descriptors, over_query_blocks
+from bench.methods.base import FewShotClassifier, MethodConfig, param
+
+RIDGE_EPSILON = 1e-6  # added to λ, as in the official code
+
+
+@METHODS.register("frn")
+class FeatureMapReconstruction(FewShotClassifier):
+    """Ridge reconstruction of the query map from each class's support positions; −γ·error."""
+
+    @dataclass(frozen=True)
+    class Config(MethodConfig):
+        backbone: str = param("conv4", "embedding network: conv4 | conv64f")
+        alpha: float = param(0.0, "initial α: λ = (K·HW/d)·e^α (learned)")
+        beta: float = param(0.0, "initial β: ρ = e^β (learned)")
+        gamma: float = param(1.0, "initial γ: logit = −γ · mean reconstruction error (learned)")
+
+    def __init__(self, config: Config, in_channels: int):
+        super().__init__(config, in_channels)
+        self.alpha = nn.Parameter(torch.tensor(float(config.alpha)))
+        self.beta = nn.Parameter(torch.tensor(float(config.beta)))
+        self.gamma = nn.Parameter(torch.tensor(float(config.gamma)))
+
+    def reconstruction_maps(self, classes: torch.Tensor) -> torch.Tensor:
+        """P_c [n_way, d, d] with Q̂_c = ρ · Q P_c, from the class descriptors [n_way, K·r, d]."""
+        rows, d = classes.shape[1:]
+        lam = rows / d * self.alpha.exp() + RIDGE_EPSILON
+        transposed = classes.transpose(1, 2)  # [n_way, d, K·r]
+        if rows <= d:  # eq. 8: invert the K·r × K·r Gram matrix
+            gram = classes @ transposed + lam * torch.eye(rows, device=classes.device)
+            return transposed @ torch.linalg.solve(gram, classes)
+        scatter = transposed @ classes  # eq. 10: invert the d × d matrix
+        return torch.linalg.solve(scatter + lam * torch.eye(d, device=classes.device), scatter)
+
+    def head(self, support, support_labels, query, n_way):
+        with torch.autocast(support.device.type, enabled=False):
+            classes = class_descriptors(support.float(), support_labels, n_way, "frn")
+            maps = self.reconstruction_maps(classes) * self.beta.exp()  # ρ P_c
+            local = descriptors(query.float())  # [n_query, r, d]
+
+            def score(block: torch.Tensor) -> torch.Tensor:
+                rebuilt = torch.einsum("qpd,cde->qcpe", block, maps)  # [q, n_way, r, d]
+                error = (rebuilt - block[:, None]).pow(2).sum(-1).mean(-1)  # [q, n_way]
+                return -self.gamma * error
+
+            per_query = 2 * n_way * local.shape[1] * local.shape[2] * 4
+            return over_query_blocks(score, local, per_query)
