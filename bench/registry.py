@@ -68,7 +68,9 @@ class Registry:
 METHODS = Registry(
     "method",
     "fewshot_bench.methods",
-    ("bench.methods.protonet", "bench.methods.cosine", "bench.methods.trm"),
+    ("bench.methods.protonet", "bench.methods.cosine", "bench.methods.trm",
+     "bench.methods.relationnet", "bench.methods.can", "bench.methods.feat",
+     "bench.methods.baseline", "bench.methods.baselinepp"),
 )
 DATASETS = Registry(
     "dataset",
