@@ -35,9 +35,9 @@ def fusion_attention(fusion, correlation: np.ndarray) -> np.ndarray:
     b2 = fusion.expand.bias.detach().double().numpy()
     bn = fusion.norm
     hidden = w1 @ correlation.mean(0) + b1
-    hidden = ((hidden - bn.running_mean.double().numpy()) /
-              np.sqrt(bn.running_var.double().numpy() + bn.eps) * bn.weight.detach().double().numpy()
-              + bn.bias.detach().double().numpy())
+    mean, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
+    gamma, beta = bn.weight.detach().double().numpy(), bn.bias.detach().double().numpy()
+    hidden = (hidden - mean) / np.sqrt(var + bn.eps) * gamma + beta
     kernel = w2 @ np.maximum(hidden, 0) + b2
     weighted = (correlation * kernel[None, :]).mean(1) / 0.025
     soft = np.exp(weighted - weighted.max())
