@@ -165,7 +165,7 @@ def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
         if stored.exists() and not retrain:
             return model, checkpoint.load_model(stored, cell, model, train_data)
         pretrained = pretrain_into(model, cell, train_set, options.out_dir, device,
-                                   adapter.train_augmentation(), should_stop, retrain)
+                                   adapter.train_augmentation(), should_stop, retrain, progress)
         trained = {**train_cell(cell, model, adapter, options, progress, should_stop, retrain),
                    **(pretrained or {}), "data_shape": data_shape(train_set)}
         trained["train_seconds"] += trained.get("pretrain_seconds", 0.0)  # shared, counted whole

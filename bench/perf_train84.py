@@ -34,7 +34,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class Train84Plan:
-    methods: tuple[str, ...] = ("protonet", "cosine", "trm")
+    # every method with a training step (baseline and baselinepp have none: they pre-train)
+    methods: tuple[str, ...] = ("protonet", "cosine", "trm", "relationnet", "can", "feat")
     way: int = 5
     shots: tuple[int, ...] = (1, 5)
     query: int = 15
@@ -86,7 +87,7 @@ def case_row(method: str, shot: int, precision: str, plan: Train84Plan, device: 
     torch.manual_seed(plan.seed)
     cell = Cell(MethodSpec(method), "random", (), plan.way, shot, plan.query, 1, plan.seed,
                 TrainConfig(query=plan.query, precision=precision))
-    model = build_model(cell, plan.channels).to(device)
+    model = build_model(cell, plan.channels, n_base_classes=64, image_size=plan.size).to(device)
     optimizer, scheduler = make_optimizer(model, cell)
     pixels, episode = synthetic_episode(plan, shot)
     pixels = pixels.to(device)

@@ -36,7 +36,7 @@ from bench.config import Cell
 from bench.data import ImageSet
 from bench.interrupt import STOP, Stopped
 from bench.methods.backbones import backbone_channels, make_backbone
-from bench.runner import NumericalFault, to_float
+from bench.runner import NumericalFault, Progress, to_float
 
 CHECKPOINT_EVERY = 200  # batches between resumable checkpoints
 
@@ -85,7 +85,8 @@ _RETRAINED: set[tuple[str, str]] = set()  # (out dir, key) pre-trained again in 
 
 
 def pretrain_into(model, cell: Cell, train_set: ImageSet, out_dir: Path, device: torch.device,
-                  augment=None, should_stop=lambda: False, retrain: bool = False) -> dict | None:
+                  augment=None, should_stop=lambda: False, retrain: bool = False,
+                  progress: Progress | None = None) -> dict | None:
     """Load the cell's pre-trained backbone into ``model.backbone``, training it first if no
     cell has yet (``retrain``: --force, trains it again once per process); None when the cell
     has no pre-training. Returns the pre-training record."""
@@ -101,7 +102,8 @@ def pretrain_into(model, cell: Cell, train_set: ImageSet, out_dir: Path, device:
             _RETRAINED.add((str(out_dir), key))
         if not path.exists():
             payload = train_backbone(ident, train_set, checkpoint_path(out_dir, key), device,
-                                     augment, should_stop, cell.describe())
+                                     augment, should_stop, cell.describe(),
+                                     progress or Progress())
             with STOP.phase(f"saving the pre-trained backbone of {cell.describe()}", defer=True):
                 write_payload(path, payload)
             checkpoint_path(out_dir, key).unlink(missing_ok=True)
@@ -111,7 +113,7 @@ def pretrain_into(model, cell: Cell, train_set: ImageSet, out_dir: Path, device:
 
 
 def train_backbone(ident: dict, train_set: ImageSet, checkpoint: Path, device: torch.device,
-                   augment, should_stop, what: str) -> dict:
+                   augment, should_stop, what: str, progress: Progress | None = None) -> dict:
     """Supervised training of a fresh backbone and classifier over all classes of ``train_set``;
     the global torch random state is left as it was."""
     devices = [device] if device.type == "cuda" else []
@@ -142,7 +144,7 @@ def train_backbone(ident: dict, train_set: ImageSet, checkpoint: Path, device: t
         kept = f"its checkpoint is saved in {checkpoint.parent}"
         with STOP.phase(f"pre-training the backbone of {what}", kept, defer=True):
             epochs(backbone, classifier, optimizer, train_set, ident, state, device, augment,
-                   save, should_stop)
+                   save, should_stop, progress or Progress())
         if state["epoch"] < ident["epochs"]:
             raise PretrainInterrupted(f"stopped while pre-training the backbone of {what}: "
                                       f"{kept}; rerun the same command to resume")
@@ -151,13 +153,14 @@ def train_backbone(ident: dict, train_set: ImageSet, checkpoint: Path, device: t
 
 
 def epochs(backbone, classifier, optimizer, train_set: ImageSet, ident: dict, state: dict,
-           device, augment, save, should_stop) -> None:
+           device, augment, save, should_stop, progress: Progress) -> None:
     """The remaining epochs from ``state`` (epoch, batch within it); each epoch's order is a
     permutation seeded by (seed, epoch), so a resumed epoch goes on in the same order."""
     labels = torch.from_numpy(train_set.labels)
     batch_size, start = ident["batch"], time.perf_counter() - state["seconds"]
     backbone.train()
     classifier.train()
+    progress.pretrained(state["epoch"], ident["epochs"], float("nan"))
     while state["epoch"] < ident["epochs"]:
         order = torch.from_numpy(np.random.default_rng([ident["seed"], state["epoch"]])
                                  .permutation(len(labels)))
@@ -177,6 +180,7 @@ def epochs(backbone, classifier, optimizer, train_set: ImageSet, ident: dict, st
         state["log"].append({"epoch": state["epoch"] + 1, "loss": total / len(batches)})
         state["epoch"], state["batch"] = state["epoch"] + 1, 0
         save()
+        progress.pretrained(state["epoch"], ident["epochs"], state["log"][-1]["loss"])
 
 
 def step(backbone, classifier, optimizer, pixels: torch.Tensor, labels: torch.Tensor, device,

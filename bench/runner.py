@@ -36,6 +36,10 @@ class Progress:
 
     def evaluated(self, done: int, total: int) -> None: ...
 
+    def pretrained(self, epoch: int, total: int, loss: float) -> None:
+        """Supervised pre-training (bench.pretrain) finished ``epoch`` of ``total`` epochs
+        (epoch 0: it starts; loss nan)."""
+
 
 class NumericalFault(RuntimeError):
     """The training loss became NaN or infinite."""

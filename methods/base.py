@@ -9,6 +9,7 @@ two apart lets evaluation embed every test image once and run only the head per 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -42,6 +43,14 @@ class MethodConfig:
         if self.backbone not in BACKBONES:
             raise BenchError(f"unknown backbone {self.backbone!r}; valid backbones: "
                              f"{', '.join(BACKBONES)}")
+        # A method's backbone help string lists the backbones it takes (BACKBONE_HELP: all);
+        # one written before resnet12 existed (64 channels assumed) refuses it here, not later.
+        listed = [name for name in BACKBONES
+                  if re.search(rf"\b{name}\b", type(self).__dataclass_fields__["backbone"]
+                               .metadata.get("help", ""))]
+        if listed and self.backbone not in listed:
+            raise BenchError(f"backbone {self.backbone!r} is not one this method takes; valid "
+                             f"backbones: {', '.join(listed)}")
         for spec in fields(self):
             check_param(spec, getattr(self, spec.name))
 

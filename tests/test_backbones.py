@@ -47,3 +47,12 @@ def test_every_method_takes_resnet12(method):
 
 def test_backbones_listed():
     assert set(BACKBONES) == {"conv4", "conv64f", "resnet12"}
+
+
+def test_a_method_whose_help_lists_fewer_backbones_refuses_the_others():
+    """trm's backbone help lists conv4 | conv64f (its width is fixed at 64): a one-line error."""
+    from bench.config import parse_methods
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="valid backbones: conv4, conv64f"):
+        parse_methods("trm(backbone=resnet12)")
