@@ -53,8 +53,9 @@ class LinearModel:
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         return inputs @ self.params[0].T
 
-    def gradients(self, inputs: np.ndarray, dlogits: np.ndarray) -> list[np.ndarray]:
-        return [dlogits.T @ inputs]
+    def gradients(self, inputs: np.ndarray, onehot: np.ndarray) -> list[np.ndarray]:
+        """d(mean cross-entropy)/d(params) on a batch."""
+        return [softmax_minus_onehot(self.logits(inputs), onehot).T @ inputs]
 
 
 class CosineModel:
@@ -79,9 +80,12 @@ class CosineModel:
         unit, _ = self.unit()
         return (self.scale * inputs) @ (self.params[1][:, None] * unit).T
 
-    def gradients(self, inputs: np.ndarray, dlogits: np.ndarray) -> list[np.ndarray]:
+    def gradients(self, inputs: np.ndarray, onehot: np.ndarray) -> list[np.ndarray]:
+        """d(mean cross-entropy)/d(params) on a batch (v / ‖v‖ computed once)."""
         unit, norms = self.unit()
-        dweight = self.scale * (dlogits.T @ inputs)
+        scaled = self.scale * inputs
+        dlogits = softmax_minus_onehot(scaled @ (self.params[1][:, None] * unit).T, onehot)
+        dweight = dlogits.T @ scaled
         dgain = (dweight * unit).sum(1)
         ddirection = self.params[1][:, None] / norms * (dweight - dgain[:, None] * unit)
         return [ddirection, dgain]
@@ -102,9 +106,7 @@ def fit_and_score(support: np.ndarray, labels: np.ndarray, query: np.ndarray, n_
         order = rng.permutation(len(support))
         for start in range(0, len(support), settings.batch):
             rows = order[start:start + settings.batch]
-            batch = inputs[rows]
-            dlogits = softmax_minus_onehot(model.logits(batch), onehot[rows])
-            for index, grad in enumerate(model.gradients(batch, dlogits)):
+            for index, grad in enumerate(model.gradients(inputs[rows], onehot[rows])):
                 grad += decay * model.params[index]
                 if buffers[index] is None:  # PyTorch: the first buffer is the gradient itself
                     buffers[index] = grad
