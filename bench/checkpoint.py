@@ -30,14 +30,25 @@ def _write(path: Path, payload: dict) -> None:
 
 
 def _read(path: Path, cell: Cell, what: str) -> dict:
+    return read_payload(path, cell.training(), what, f" than {cell.describe()}")
+
+
+def write_payload(path: Path, payload: dict) -> None:
+    """``payload`` (with its identifying "config") written atomically with torch.save."""
+    _write(path, payload)
+
+
+def read_payload(path: Path, config: dict, what: str, than: str = "") -> dict:
+    """The payload stored at ``path``; a one-line error if it is unreadable or its "config" is
+    not ``config``."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise BenchError(f"{what} {path} is unreadable ({error.__class__.__name__}); delete "
                          "it or rerun with --force") from None
-    if not isinstance(payload, dict) or payload.get("config") != cell.training():
-        raise BenchError(f"{what} {path} was written for another configuration than "
-                         f"{cell.describe()}; delete it or rerun with --force")
+    if not isinstance(payload, dict) or payload.get("config") != config:
+        raise BenchError(f"{what} {path} was written for another configuration{than}; delete "
+                         "it or rerun with --force")
     return payload
 
 
@@ -56,6 +67,12 @@ def load_model(path: Path, cell: Cell, model, train_data: str | None = None) -> 
                          "than these; pass another --out, or --force to retrain")
     model.load_state_dict(payload["model"])
     return {key: payload[key] for key in ("best_episode", "log", "train_seconds")}
+
+
+def stored_data_shape(path: Path, cell: Cell) -> dict:
+    """The training data's shape a stored model was built for (``bench.runner.data_shape``;
+    empty for models stored before it was recorded)."""
+    return _read(path, cell, "trained model").get("data_shape", {})
 
 
 def save(path: Path, cell: Cell, model, optimizer, scheduler, sampler, state: TrainState,

@@ -23,7 +23,7 @@ import click
               help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
 @click.option("--methods", default=None,
               help="Methods whose evaluation is timed; NAME(key=value,...) sets parameters "
-                   "[default: every registered method].")
+                   "[default: every registered method; with --quick: protonet,cosine,trm].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
 def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str | None,
@@ -38,7 +38,9 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
     from bench.registry import DATASETS, METHODS
     from bench.run_plan import check_cuda, check_device, check_threads, out_dir_writable
 
-    specs = parse_methods(methods if methods is not None else ",".join(METHODS.names()))
+    from bench.perf import QUICK_METHODS
+
+    specs = parse_methods(methods or (QUICK_METHODS if quick else ",".join(METHODS.names())))
     if dataset is not None:
         DATASETS.get(dataset)  # an unknown name fails before anything is created or run
     check_cuda(check_device(device))

@@ -33,6 +33,12 @@ class TrainConfig:
     # Training arithmetic as resolved (`--precision auto` becomes one of these, bench.precision):
     # fp32, or bf16 autocast (evaluation is fp32).
     precision: str = "fp32"
+    # Supervised pre-training of the backbone on all base classes before episodic training
+    # (bench.pretrain): epochs over the training split (0: none), batch size, Adam learning rate.
+    # Chen et al. 2019: batch 16, Adam 1e-3, 400 epochs on miniImageNet, 5 on Omniglot.
+    pretrain_epochs: int = 0
+    pretrain_batch: int = 16
+    pretrain_lr: float = 1e-3
 
     def validate(self) -> None:
         positive = {"query": self.query, "val_episodes": self.val_episodes}
@@ -44,6 +50,10 @@ class TrainConfig:
                 raise BenchError(f"{name} must be zero or positive, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BenchError(f"lr must be positive, got {self.lr}")
+        if self.pretrain_epochs < 0 or self.pretrain_batch < 1 or not self.pretrain_lr > 0:
+            raise BenchError(f"--pretrain-epochs must be ≥ 0, --pretrain-batch ≥ 1 and "
+                             f"--pretrain-lr > 0; got {self.pretrain_epochs}, "
+                             f"{self.pretrain_batch}, {self.pretrain_lr}")
         if self.precision not in PRECISIONS:
             raise BenchError(f"--precision {self.precision!r} is not valid here; valid values: "
                              f"{', '.join(PRECISIONS)} (auto is resolved before cells are made)")
@@ -172,6 +182,9 @@ class Cell:
         train = {**asdict(self.train), "way": self.train_way, "shot": self.train_shot}
         if train["precision"] == "fp32":  # the default is left out: ids from before it stay valid
             del train["precision"]
+        if not train["pretrain_epochs"]:  # no pre-training: left out, as the precision
+            for name in ("pretrain_epochs", "pretrain_batch", "pretrain_lr"):
+                del train[name]
         return {
             "method": self.method.name,
             "method_label": self.method.label,

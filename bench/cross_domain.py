@@ -101,10 +101,11 @@ def run_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
                               cell.seed)
     device = torch.device(options.device)
     torch.manual_seed(cell.seed)
-    model = build_model(cell, DATASETS.get(cell.dataset).channels).to(device)
     path = stored_model_path(cell, options)
     if not path.exists():  # deleted since check_cross_cells
         raise BenchError(f"the trained model {path} of {cell.describe()} is gone; train it again")
+    model = build_model(cell, DATASETS.get(cell.dataset).channels,
+                        **checkpoint.stored_data_shape(path, cell)).to(device)
     trained = checkpoint.load_model(path, cell, model)
     start = time.perf_counter()
     accuracies = evaluate(model, test_set, episodes, device, progress=progress)

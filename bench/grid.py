@@ -23,9 +23,10 @@ from bench.env import git_state, machine
 from bench.episodes import EpisodeSampler, check_episode_shape, fixed_episodes
 from bench.errors import BenchError
 from bench.interrupt import STOP, Stopped
+from bench.pretrain import pretrain_into
 from bench.registry import DATASETS
-from bench.runner import NumericalFault, Progress, TrainState, build_model, evaluate, \
-    make_optimizer, train
+from bench.runner import NumericalFault, Progress, TrainState, build_model, data_shape, \
+    evaluate, make_optimizer, train
 from bench.stats import mean_ci
 
 
@@ -156,13 +157,18 @@ def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
     """
     device = torch.device(options.device)
     torch.manual_seed(cell.seed)
-    model = build_model(cell, adapter.channels).to(device)
+    train_set = adapter.load("train")
+    model = build_model(cell, adapter.channels, **data_shape(train_set)).to(device)
     stored = checkpoint.model_path(options.out_dir, cell)
-    train_data = adapter.load("train").fingerprint()
+    train_data = train_set.fingerprint()
     with results.locked(options.out_dir, f"locks/{cell.training_id}.lock"):
         if stored.exists() and not retrain:
             return model, checkpoint.load_model(stored, cell, model, train_data)
-        trained = train_cell(cell, model, adapter, options, progress, should_stop, retrain)
+        pretrained = pretrain_into(model, cell, train_set, options.out_dir, device,
+                                   adapter.train_augmentation(), should_stop, retrain, progress)
+        trained = {**train_cell(cell, model, adapter, options, progress, should_stop, retrain),
+                   **(pretrained or {}), "data_shape": data_shape(train_set)}
+        trained["train_seconds"] += trained.get("pretrain_seconds", 0.0)  # shared, counted whole
         with STOP.phase(f"saving the model of {cell.describe()}", defer=True):
             checkpoint.save_model(stored, cell, model, {**trained, "train_data": train_data})
     return model, trained

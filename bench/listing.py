@@ -12,12 +12,25 @@ def registry_rows() -> list[tuple[str, str, str, list[tuple[str, object, str]]]]
             cls = registry.get(name)
             summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             summary = getattr(cls, "description", "") or summary
+            if kind == "method":
+                summary += method_labels(cls)
             rows.append((kind, name, summary, parameters(cls.Config)))
     return rows
 
 
+def method_labels(cls) -> str:
+    """How a method uses an episode, where it is not the plain inductive way."""
+    labels = [text for flag, text in (
+        (cls.transductive, "transductive: a query's logits depend on the episode's other queries"),
+        (cls.fits_at_test_time, "fits a classifier on each test episode's support set, seeded"),
+        (cls.requires_pretraining, "needs --pretrain-epochs; no training episodes"),
+    ) if flag]
+    return "".join(f" [{label}]" for label in labels)
+
+
 def print_registry() -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -29,5 +42,5 @@ def print_registry() -> None:
         for row_kind, name, summary, params in registry_rows():
             if row_kind == kind:
                 text = "\n".join(f"{p} = {d!r}  {h}".rstrip() for p, d, h in params)
-                table.add_row(name, summary, text)
+                table.add_row(name, escape(summary), escape(text))
         console.print(table)

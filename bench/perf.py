@@ -63,8 +63,10 @@ QUICK = PerfSettings(
     eval=EvalPlan(shots=(1,), counts=(600, 2000), per_episode=30, train_episodes=0),
     train=TrainShape(block=10, blocks=4),
     head=HeadGrid(max_repeats=3, flop_budget=1e11),
-    train84=Train84Plan(precisions=("auto",), warmup=2, steps=3),
+    train84=Train84Plan(methods=("protonet", "cosine", "trm"), precisions=("auto",), warmup=2,
+                        steps=3),
 )
+QUICK_METHODS = "protonet,cosine,trm"  # --quick's default --methods
 
 
 @dataclass

@@ -31,7 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.data import ImageSet
 from bench.episodes import EpisodeList, EpisodeSampler, fixed_episodes
-from bench.runner import TrainState, build_model, evaluate, make_optimizer, to_float, train
+from bench.registry import METHODS
+from bench.runner import TrainState, build_model, data_shape, evaluate, make_optimizer, to_float, \
+    train
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,13 @@ def trained_model(spec: MethodSpec, train_set: ImageSet, channels: int, plan: Ev
     """The method's model after ``plan.train_episodes`` episodes of training (its accuracy only
     has to be the same in both modes, so a short run is enough)."""
     torch.manual_seed(plan.seed)
+    # methods without episodic training (baseline, baselinepp) are timed untrained
+    episodes = plan.train_episodes if METHODS.get(spec.name).episodic else 0
     cell = Cell(spec, train_set.name.split("/")[0], (), plan.way, 1, plan.query, 1, plan.seed,
-                TrainConfig(episodes=plan.train_episodes, query=plan.query, val_every=0,
+                TrainConfig(episodes=episodes, query=plan.query, val_every=0,
                             checkpoint_every=0))
-    model = build_model(cell, channels).to(device)
-    if plan.train_episodes:
+    model = build_model(cell, channels, **data_shape(train_set)).to(device)
+    if episodes:
         optimizer, scheduler = make_optimizer(model, cell)
         sampler = EpisodeSampler(train_set, plan.way, 1, plan.query, plan.seed)
         train(model, optimizer, scheduler, sampler, train_set, TrainState(), cell, device)

@@ -35,7 +35,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class Train84Plan:
-    methods: tuple[str, ...] = ()  # (): every registered method
+    # (): every registered method with a training step (baseline, baselinepp pre-train instead)
+    methods: tuple[str, ...] = ()
     way: int = 5
     shots: tuple[int, ...] = (1, 5)
     query: int = 15
@@ -87,7 +88,7 @@ def case_row(method: str, shot: int, precision: str, plan: Train84Plan, device: 
     torch.manual_seed(plan.seed)
     cell = Cell(MethodSpec(method), "random", (), plan.way, shot, plan.query, 1, plan.seed,
                 TrainConfig(query=plan.query, precision=precision))
-    model = build_model(cell, plan.channels).to(device)
+    model = build_model(cell, plan.channels, n_base_classes=64, image_size=plan.size).to(device)
     optimizer, scheduler = make_optimizer(model, cell)
     pixels, episode = synthetic_episode(plan, shot)
     pixels = pixels.to(device)
@@ -120,12 +121,17 @@ def train84_rows(plan: Train84Plan, device: torch.device, log=lambda message: No
     precisions = list(dict.fromkeys(resolve_precision(p, str(device)) for p in plan.precisions))
     rows = []
     for precision in precisions:
-        for method in plan.methods or tuple(METHODS.names()):
+        for method in plan.methods or episodic_methods():
             for shot in plan.shots:
                 log(f"train step {method} {plan.way}-way {shot}-shot {plan.size}×{plan.size} "
                     f"{precision}")
                 rows.append(case_row(method, shot, precision, plan, device, rates))
     return rows
+
+
+def episodic_methods() -> tuple[str, ...]:
+    """Every registered method that trains on episodes (baseline/baselinepp only pre-train)."""
+    return tuple(name for name in METHODS.names() if METHODS.get(name).episodic)
 
 
 TRM_OVER_PROTONET = 3.0  # issue 14: trm's 5-shot step costs at most 3× protonet's

@@ -99,6 +99,13 @@ class RichProgress(Progress):
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
+    def pretrained(self, epoch, total, loss):
+        if getattr(self, "pretrain_task", None) is None:
+            self.pretrain_task = self.bars.add_task(f"pretrain {self.label}", total=total,
+                                                    status="")
+        self.bars.update(self.pretrain_task, completed=epoch,
+                         status=f"loss {loss:.3f}" if epoch else "")
+
     def evaluated(self, done, total):
         if self.eval_task is None:
             self.eval_task = self.bars.add_task(f"test  {self.label}", total=total, status="")
@@ -119,6 +126,10 @@ class LineProgress(Progress):
 
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
+
+    def pretrained(self, epoch, total, loss):
+        click.echo(f"pretrain {self.label}: epoch {epoch}/{total}"
+                   + (f" loss {loss:.3f}" if epoch else ""))
 
     def evaluated(self, done, total):
         if done == 0:

@@ -69,7 +69,9 @@ METHODS = Registry(
     "method",
     "fewshot_bench.methods",
     ("bench.methods.protonet", "bench.methods.cosine", "bench.methods.trm",
-     "bench.methods.matchingnet", "bench.methods.dn4", "bench.methods.ctx", "bench.methods.frn"),
+     "bench.methods.matchingnet", "bench.methods.dn4", "bench.methods.ctx", "bench.methods.frn",
+     "bench.methods.relationnet", "bench.methods.can", "bench.methods.feat",
+     "bench.methods.baseline", "bench.methods.baselinepp"),
 )
 DATASETS = Registry(
     "dataset",

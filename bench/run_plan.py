@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.grid import RunOptions, run_grid
 from bench.interrupt import STOP, Stopped
 from bench.precision import resolve_precision
-from bench.registry import DATASETS
+from bench.registry import DATASETS, METHODS
 
 MAX_SEED = 2**32 - 1  # what numpy's and torch's generators accept everywhere
 
@@ -37,7 +37,10 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
         checkpoint_every=options["checkpoint_every"],
-        precision=resolve_precision(options["precision"], options["device"]))
+        precision=resolve_precision(options["precision"], options["device"]),
+        pretrain_epochs=options.get("pretrain_epochs", 0),
+        pretrain_batch=options.get("pretrain_batch", 16),
+        pretrain_lr=options.get("pretrain_lr", 1e-3))
     train.validate()
     query = int_list(options["query"], "--query")[0]
     test_episodes = _count(options["test_episodes"], "--test-episodes")
@@ -48,9 +51,11 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     ways = int_list(options["ways"], "--ways", minimum=2, example="5,20")
     shots = int_list(options["shots"], "--shots")
     tested = test_dataset(options)
+    check_pretraining(methods, train)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot),
+             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)
+                     if METHODS.get(method.name).episodic else 0,
                      way=train_ways.get(shot, train.way)),
              *tested)
         for seed in seeds for way in ways for shot in shots for method in methods
@@ -67,6 +72,16 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              models_from=_path(options.get("models_from")))
     check_cross_cells(cells, run_options)
     return cells, run_options
+
+
+def check_pretraining(methods, train: TrainConfig) -> None:
+    """Methods trained only by pre-training (baseline, baselinepp) need --pretrain-epochs; their
+    cells get 0 training episodes (they have nothing to learn from episodes)."""
+    for method in methods:
+        if METHODS.get(method.name).requires_pretraining and not train.pretrain_epochs:
+            raise BenchError(f"{method.name} is a pre-trained backbone with a classifier fitted "
+                             "per test episode; add --pretrain-epochs N (Chen et al. 2019: 5 on "
+                             "Omniglot, 400 on miniImageNet)")
 
 
 def test_dataset(options: dict) -> tuple:

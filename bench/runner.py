@@ -8,17 +8,18 @@ re-embeds each episode's images instead, as most peer code does, and gives the s
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench.config import Cell
 from bench.data import ImageSet
 from bench.episodes import Episode, EpisodeList, EpisodeSampler, episode_feed
 from bench.errors import BenchError
+from bench.methods.base import TrainingEpisode
 from bench.registry import METHODS
 
 # Images per embedding batch in cached evaluation: small batches stay in the CPU's caches
@@ -35,13 +36,34 @@ class Progress:
 
     def evaluated(self, done: int, total: int) -> None: ...
 
+    def pretrained(self, epoch: int, total: int, loss: float) -> None:
+        """Supervised pre-training (bench.pretrain) finished ``epoch`` of ``total`` epochs
+        (epoch 0: it starts; loss nan)."""
+
 
 class NumericalFault(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def build_model(cell: Cell, channels: int) -> torch.nn.Module:
-    return METHODS.get(cell.method.name)(cell.method_config(), channels)
+def build_model(cell: Cell, channels: int, n_base_classes: int | None = None,
+                image_size: int | None = None) -> torch.nn.Module:
+    """The cell's method on ``channels``-channel images; ``n_base_classes`` (the training split's
+    class count) and ``image_size`` go to the methods that ask for them (``build_needs``)."""
+    cls = METHODS.get(cell.method.name)
+    known = {"n_base_classes": n_base_classes, "image_size": image_size}
+    return cls(cell.method_config(), channels, **{name: known[name] for name in cls.build_needs})
+
+
+def data_shape(images) -> dict:
+    """``build_model``'s keyword arguments for an ImageSet of training images."""
+    return {"n_base_classes": images.n_classes, "image_size": int(images.images.shape[-1])}
+
+
+def episode_seed(episode: Episode) -> int:
+    """A seed that identifies the episode by its images (same in cached and per-episode
+    evaluation, whatever the order): what test-time fitting draws its initialisation from."""
+    digest = hashlib.sha256(episode.indices().numpy().astype(np.int64).tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -68,21 +90,28 @@ def make_optimizer(model: torch.nn.Module, cell: Cell):
 
 def train_step(model, optimizer, scheduler, pixels: torch.Tensor, episode: Episode,
                device: torch.device, augment: Callable | None,
-               precision: str = "fp32") -> tuple[float, float]:
+               precision: str = "fp32", base_labels: torch.Tensor | None = None
+               ) -> tuple[float, float]:
     """One episode of training on its uint8 images ``pixels`` (support rows, then query rows);
-    returns (loss, query accuracy). ``precision="bf16"`` runs the forward pass under bfloat16
+    returns (loss, query accuracy). The loss is the method's ``training_loss`` (cross-entropy
+    unless the method defines its own); ``base_labels`` are the images' labels among all base
+    classes, for auxiliary losses. ``precision="bf16"`` runs the forward pass under bfloat16
     autocast (AMX/AVX-512-BF16 CPUs, recent GPUs)."""
+    if not getattr(model, "episodic", True):
+        raise BenchError(f"{model.registry_name} is not trained on episodes (it is pre-trained "
+                         "on the base classes); plan it with 0 training episodes")
     model.train()
     batch = to_float(pixels, device)
     if augment is not None:
         batch = augment(batch)
     n_support = episode.support.numel()
+    targets = episode.query_labels().to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         features = model.embed(batch)
-        logits = model.head(features[:n_support], episode.support_labels().to(device),
-                            features[n_support:], episode.way).float()
-    targets = episode.query_labels().to(device)
-    loss = F.cross_entropy(logits, targets)
+        loss, logits = model.training_loss(TrainingEpisode(
+            features[:n_support], episode.support_labels().to(device), features[n_support:],
+            targets, episode.way, None if base_labels is None else base_labels.to(device)))
+    loss, logits = loss.float(), logits.float()
     if not torch.isfinite(loss):
         raise NumericalFault(f"training loss is {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
@@ -108,14 +137,15 @@ def train(model, optimizer, scheduler, sampler: EpisodeSampler, images: ImageSet
         return state
     with episode_feed(sampler, images.images, prefetch, device.type == "cuda") as feed:
         train_loop(model, optimizer, scheduler, feed, state, cell, device, validate, augment,
-                   progress, checkpoint, should_stop)
+                   progress, checkpoint, should_stop, labels=torch.from_numpy(images.labels))
     return state
 
 
 def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell, device,
                validate=None, augment=None, progress: Progress | None = None, checkpoint=None,
-               should_stop=lambda: False) -> None:
-    """``train`` on an open ``episode_feed`` (for callers that keep one across calls)."""
+               should_stop=lambda: False, labels: torch.Tensor | None = None) -> None:
+    """``train`` on an open ``episode_feed`` (for callers that keep one across calls);
+    ``labels``: the training split's labels (base classes), for methods' auxiliary losses."""
     progress = progress or Progress()
     total, config = cell.train.episodes, cell.train
     while state.episode < total:
@@ -124,7 +154,8 @@ def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell,
             checkpoint()  # a stop during the (long) validation resumes from here
         episode, pixels = next(feed)
         loss, accuracy = train_step(model, optimizer, scheduler, pixels, episode, device,
-                                    augment, config.precision)
+                                    augment, config.precision,
+                                    None if labels is None else labels[episode.indices()])
         state.episode += 1
         entry = {"episode": state.episode, "loss": loss, "train_acc": accuracy,
                  "val_acc": float("nan"), "lr": optimizer.param_groups[0]["lr"]}
@@ -178,6 +209,7 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
     for i in range(len(episodes)):
         episode = episodes[i]
         support_labels = episode.support_labels().to(device)
+        model.episode_seed = episode_seed(episode)
         if mode == "cached":
             support = features[position[episode.support.reshape(-1)]]
             query = features[position[episode.query.reshape(-1)]]

@@ -1,12 +1,17 @@
-"""Conv-4 and Conv-64F embeddings, the backbones of the few-shot literature's small-network track.
+"""Embedding networks: Conv-4, Conv-64F and ResNet-12, the backbones of the few-shot literature.
 
 Conv-4 (Vinyals et al. 2016, Snell et al. 2017): 4 blocks of 3×3 conv 64 + BN + ReLU + 2×2 max-pool.
 Conv-64F (DN4, Li et al. 2019): the same without the last two pools, keeping a spatial map:
 84×84 → 64×21×21, 28×28 → 64×7×7.
+ResNet-12 (TADAM, Oreshkin et al. 2018; MetaOptNet, FEAT, CAN, FRN): 4 residual blocks of 64, 160,
+320 and 640 channels, each three 3×3 conv + BN + LeakyReLU(0.1) (the last activation after the
+addition) with a 1×1 conv + BN shortcut, then a 2×2 max-pool: 84×84 → 640×5×5, 28×28 → 640×1×1.
+(DropBlock, which some of those papers add in training, is left out.)
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from bench.errors import BenchError
@@ -31,14 +36,59 @@ def conv_net(in_channels: int, pools: tuple[bool, ...], width: int = 64) -> nn.S
     return nn.Sequential(*blocks)
 
 
-BACKBONES = {
+class ResidualBlock(nn.Module):
+    """Three 3×3 conv + BN (+ LeakyReLU 0.1), a 1×1 conv + BN shortcut, LeakyReLU, 2×2 max-pool."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        layers, channels = [], in_channels
+        for index in range(3):
+            layers += [nn.Conv2d(channels, out_channels, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(out_channels)]
+            if index < 2:
+                layers.append(nn.LeakyReLU(0.1))
+            channels = out_channels
+        self.body = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+        self.activation = nn.LeakyReLU(0.1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.activation(self.body(x) + self.shortcut(x)))
+
+
+def resnet12(in_channels: int, widths: tuple[int, ...] = (64, 160, 320, 640)) -> nn.Sequential:
+    blocks, channels = [], in_channels
+    for width in widths:
+        blocks.append(ResidualBlock(channels, width))
+        channels = width
+    return nn.Sequential(*blocks)
+
+
+CONV_POOLS = {
     "conv4": (True, True, True, True),
     "conv64f": (True, True, False, False),
 }
+# name → channels of its feature maps
+BACKBONES = {"conv4": 64, "conv64f": 64, "resnet12": 640}
+BACKBONE_HELP = f"embedding network: {' | '.join(BACKBONES)}"
+
+
+def backbone_channels(name: str) -> int:
+    """Channels C of the named backbone's feature maps [B, C, H', W']."""
+    check_backbone(name)
+    return BACKBONES[name]
+
+
+def check_backbone(name: str) -> None:
+    if name not in BACKBONES:
+        raise BenchError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
 
 
 def make_backbone(name: str, in_channels: int) -> nn.Module:
-    """The named backbone; its output is a feature map [B, 64, H', W']."""
-    if name not in BACKBONES:
-        raise BenchError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
-    return conv_net(in_channels, BACKBONES[name])
+    """The named backbone; its output is a feature map [B, backbone_channels(name), H', W']."""
+    check_backbone(name)
+    if name == "resnet12":
+        return resnet12(in_channels)
+    return conv_net(in_channels, CONV_POOLS[name])

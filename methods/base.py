@@ -9,6 +9,7 @@ two apart lets evaluation embed every test image once and run only the head per 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods.backbones import BACKBONES, make_backbone
+from bench.methods.backbones import BACKBONE_HELP, BACKBONES, backbone_channels, make_backbone
 
 
 def param(default, help: str, choices: tuple | None = None, positive: bool = False):
@@ -36,12 +37,20 @@ def param(default, help: str, choices: tuple | None = None, positive: bool = Fal
 
 @dataclass(frozen=True)
 class MethodConfig:
-    backbone: str = param("conv4", f"embedding network: {' | '.join(BACKBONES)}")
+    backbone: str = param("conv4", BACKBONE_HELP)
 
     def validate(self) -> None:
         if self.backbone not in BACKBONES:
             raise BenchError(f"unknown backbone {self.backbone!r}; valid backbones: "
                              f"{', '.join(BACKBONES)}")
+        # A method's backbone help string lists the backbones it takes (BACKBONE_HELP: all);
+        # one written before resnet12 existed (64 channels assumed) refuses it here, not later.
+        listed = [name for name in BACKBONES
+                  if re.search(rf"\b{name}\b", type(self).__dataclass_fields__["backbone"]
+                               .metadata.get("help", ""))]
+        if listed and self.backbone not in listed:
+            raise BenchError(f"backbone {self.backbone!r} is not one this method takes; valid "
+                             f"backbones: {', '.join(listed)}")
         for spec in fields(self):
             check_param(spec, getattr(self, spec.name))
 
@@ -59,18 +68,56 @@ def check_param(spec, value) -> None:
                              f"e.g. {spec.name}={spec.default}")
 
 
+@dataclass
+class TrainingEpisode:
+    """What a method's training loss may use, for one training episode: the embedded support and
+    query images, their episode labels, and (where the runner knows them) the base-class labels of
+    the support rows then the query rows, for auxiliary losses over all base classes (CAN)."""
+
+    support: torch.Tensor
+    support_labels: torch.Tensor
+    query: torch.Tensor
+    query_labels: torch.Tensor
+    n_way: int
+    base_labels: torch.Tensor | None = None
+
+
 class FewShotClassifier(nn.Module):
-    """Backbone + metric head; subclasses implement ``head``."""
+    """Backbone + metric head; subclasses implement ``head`` and may override ``loss`` or
+    ``training_loss`` (their own training objective; default: cross-entropy of the head's logits).
+    """
 
     Config: ClassVar[type] = MethodConfig
     # A head that needs raw images (transductive or image-level) sets this to True: evaluation then
     # falls back to embedding every episode on its own.
     needs_images: ClassVar[bool] = False
+    # A head whose logits for one query depend on the episode's other queries (it sees them all,
+    # in training as in evaluation) says so: `bench list` labels it "transductive".
+    transductive: ClassVar[bool] = False
+    # False: the method has nothing to learn from training episodes (Baseline, Baseline++: a
+    # pre-trained backbone and a classifier fitted on each test episode's support set); its cells
+    # are planned with 0 training episodes, and `requires_pretraining` makes --pretrain-epochs
+    # mandatory for it.
+    episodic: ClassVar[bool] = True
+    requires_pretraining: ClassVar[bool] = False
+    # The classifier over the base classes that supervised pre-training (bench.pretrain) trains
+    # beside the backbone: "linear" (Baseline) or "cosine" (Baseline++'s scaled cosine).
+    pretrain_classifier: ClassVar[str] = "linear"
+    # What the constructor needs to know of the data besides the channels, passed by
+    # ``bench.runner.build_model`` as keyword arguments: "n_base_classes" (the training split's
+    # class count, for a classifier over all base classes: CAN) and "image_size" (the side of the
+    # images, for layers sized by the feature map's positions: CAN's meta-fusion layer).
+    build_needs: ClassVar[tuple[str, ...]] = ()
+    # True: the head fits parameters on each episode's support set at test time, from a generator
+    # seeded with ``episode_seed`` (set by ``bench.runner.evaluate`` per episode).
+    fits_at_test_time: ClassVar[bool] = False
     registry_name: ClassVar[str]
 
     def __init__(self, config: MethodConfig, in_channels: int):
         super().__init__()
         self.config = config
+        self.feature_channels = backbone_channels(config.backbone)
+        self.episode_seed = 0
         # Channels-last (NHWC) convolutions: 1.5× faster Conv-4 training on a 2-core Xeon
         # (oneDNN); the feature maps come out channels-last, which every head reads by shape.
         self.backbone = make_backbone(config.backbone, in_channels).to(
@@ -85,12 +132,28 @@ class FewShotClassifier(nn.Module):
         """Logits [n_query, n_way] from support/query feature maps of one episode."""
         raise NotImplementedError
 
+    def loss(self, logits: torch.Tensor, episode: TrainingEpisode) -> torch.Tensor:
+        """The training loss of the head's logits (default: cross-entropy, as ProtoNet)."""
+        return F.cross_entropy(logits, episode.query_labels)
+
+    def training_loss(self, episode: TrainingEpisode) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits [n_query, n_way]) of one training episode; the logits give the training
+        accuracy. Methods with auxiliary terms (FEAT, CAN) override this."""
+        logits = self.head(episode.support, episode.support_labels, episode.query,
+                           episode.n_way).float()
+        return self.loss(logits, episode), logits
+
     def forward(self, support_images: torch.Tensor, support_labels: torch.Tensor,
                 query_images: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
         n_way = n_way if n_way is not None else int(support_labels.max()) + 1
         n_support = len(support_images)
         features = self.embed(torch.cat([support_images, query_images]))
         return self.head(features[:n_support], support_labels, features[n_support:], n_way)
+
+
+def global_pool(features: torch.Tensor) -> torch.Tensor:
+    """Feature maps [N, C, H, W] averaged over positions: [N, C]."""
+    return features.mean((2, 3))
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.methods.backbones import BACKBONE_HELP
 from bench.registry import METHODS
 from bench.methods.base import FewShotClassifier, MethodConfig, Temperature, cosine_logits, param, \
     prototypes
@@ -19,7 +20,7 @@ class CosinePrototypes(FewShotClassifier):
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
-        backbone: str = param("conv64f", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv64f", BACKBONE_HELP)
         temperature: str = param("learned", "logit scale τ: learned | fixed",
                                  choices=("learned", "fixed"))
         tau: float = param(10.0, "initial (or fixed) value of τ (> 0)", positive=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bench.errors import BenchError
+from bench.methods.backbones import BACKBONE_HELP
 from bench.registry import METHODS
 from bench.methods.base import FewShotClassifier, MethodConfig, param, prototypes, \
     squared_euclidean_logits
@@ -25,7 +26,7 @@ class ProtoNet(FewShotClassifier):
     class Config(MethodConfig):
         OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("temperature",)
 
-        backbone: str = param("conv4", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv4", BACKBONE_HELP)
         temperature: float = param(1.0, "logits = −‖q − p‖² / temperature (1: Snell et al.; "
                                         "FEAT uses 64)")
 

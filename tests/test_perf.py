@@ -245,7 +245,8 @@ def test_train84_rows_count_every_step_and_compare_with_matmul(monkeypatch):
 
 
 def test_train84_default_times_every_registered_method(monkeypatch):
-    """A method added to the registry gets its training-step row without touching the plan."""
+    """A method added to the registry gets its training-step row without touching the plan
+    (every episodic one: baseline and baselinepp have no training step)."""
     from bench import precision
     from bench.registry import METHODS
 
@@ -254,4 +255,6 @@ def test_train84_default_times_every_registered_method(monkeypatch):
                                warmup=0)
     assert Train84Plan().methods == ()
     rows = train84_rows(plan, CPU)
-    assert [row["method"] for row in rows] == METHODS.names()
+    episodic = [name for name in METHODS.names() if METHODS.get(name).episodic]
+    assert [row["method"] for row in rows] == episodic
+    assert "baseline" not in episodic and {"protonet", "ctx", "can"} <= set(episodic)

@@ -7,13 +7,16 @@ import torch
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.episodes import EpisodeSampler, fixed_episodes
 from bench.registry import METHODS
-from bench.runner import NumericalFault, TrainState, build_model, embed_all, evaluate, \
-    make_optimizer, train
+from bench.runner import NumericalFault, TrainState, build_model, data_shape, embed_all, \
+    evaluate, make_optimizer, train
 
 CPU = torch.device("cpu")
 
 
 def make_cell(method, episodes=10, **train):
+    """Methods without episodic training (baseline, baselinepp) get 0 episodes, as `bench run`
+    plans them (their backbone then stays at its seeded initialisation here)."""
+    episodes = episodes if METHODS.get(method).episodic else 0
     return Cell(MethodSpec(method), "glyphs", (), way=5, shot=2, query=3, test_episodes=20,
                 seed=0, train=TrainConfig(episodes=episodes, query=3, **train))
 
@@ -21,7 +24,7 @@ def make_cell(method, episodes=10, **train):
 def trained(method, images, episodes=10, prefetch=0, **train_options):
     cell = make_cell(method, episodes, **train_options)
     torch.manual_seed(0)
-    model = build_model(cell, channels=1)
+    model = build_model(cell, 1, **data_shape(images))
     optimizer, scheduler = make_optimizer(model, cell)
     sampler = EpisodeSampler(images, 5, 2, 3, seed=0)
     state = train(model, optimizer, scheduler, sampler, images, TrainState(), cell, CPU,

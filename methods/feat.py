@@ -1,0 +1,97 @@
+"""FEAT (Ye, Hu, Zhan & Sha, "Few-Shot Learning via Embedding Adaptation with Set-to-Set
+Functions", CVPR 2020).
+
+The class prototypes (means of the globally pooled support features) are adapted together by a
+set-to-set function, a Transformer layer: single-head self-attention over the n_way prototypes,
+    Q, K, V = P W_q, P W_k, P W_v;   A = softmax(Q Kᵀ / √d) (dropout 0.1 on A);
+    P' = LayerNorm(P + dropout_0.5(A V W_o + b_o)),
+and each query is classified by −‖q − p'_c‖² / temperature (64, FEAT's setting). The contrastive
+regulariser (``balance`` > 0) adapts, for each class, the set of its support and query
+instances with the same layer, takes the adapted set's mean as that class's centre, and adds
+``balance`` × the cross-entropy of every instance (support and query, not adapted) against the
+centres by −‖x − c‖² / ``temperature2``; FEAT's ConvNet script uses balance 1, temperature2 16.
+The reference initialisation: W_q, W_k, W_v ~ N(0, 2 / (d + d)), W_o Xavier-normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import FewShotClassifier, MethodConfig, global_pool, param, \
+    prototypes, squared_euclidean_logits
+from bench.registry import METHODS
+
+
+class SetAttention(nn.Module):
+    """FEAT's single-head Transformer layer over a batch of sets [B, N, d]."""
+
+    def __init__(self, dim: int, dropout: float = 0.5, attention_dropout: float = 0.1):
+        super().__init__()
+        self.query, self.key, self.value = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        for layer in (self.query, self.key, self.value):
+            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / (dim + dim)))
+        self.out = nn.Linear(dim, dim)
+        nn.init.xavier_normal_(self.out.weight)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = nn.Dropout(attention_dropout)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, sets: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.query(sets) @ self.key(sets).transpose(1, 2) * self.scale,
+                                dim=-1)
+        attended = self.attention_dropout(weights) @ self.value(sets)
+        return self.norm(sets + self.dropout(self.out(attended)))
+
+
+@METHODS.register("feat")
+class FEAT(FewShotClassifier):
+    """Prototypes adapted by a set-to-set Transformer, then −‖q − p'‖² / temperature."""
+
+    @dataclass(frozen=True)
+    class Config(MethodConfig):
+        backbone: str = param("conv4", BACKBONE_HELP)
+        temperature: float = param(64.0, "logits = −‖q − p'‖² / temperature (FEAT: 64)",
+                                   positive=True)
+        balance: float = param(0.0, "weight of the contrastive regulariser (0: off; FEAT's "
+                                    "ConvNet script: 1)")
+        temperature2: float = param(16.0, "temperature of the regulariser's logits (FEAT's "
+                                          "ConvNet script: 16)", positive=True)
+
+        def validate(self) -> None:
+            super().validate()
+            from bench.errors import BenchError
+
+            if not self.balance >= 0:
+                raise BenchError(f"balance={self.balance} of feat must be ≥ 0 (0: off)")
+
+    def __init__(self, config, in_channels):
+        super().__init__(config, in_channels)
+        self.adapt = SetAttention(self.feature_channels)
+
+    def head(self, support, support_labels, query, n_way):
+        protos = prototypes(global_pool(support), support_labels, n_way)
+        adapted = self.adapt(protos.unsqueeze(0)).squeeze(0)
+        return squared_euclidean_logits(global_pool(query), adapted) / self.config.temperature
+
+    def training_loss(self, episode):
+        loss, logits = super().training_loss(episode)
+        if self.config.balance > 0:
+            loss = loss + self.config.balance * self.regulariser(episode)
+        return loss, logits
+
+    def regulariser(self, episode) -> torch.Tensor:
+        """Cross-entropy of every instance against the centres of its class's adapted set."""
+        instances = torch.cat([global_pool(episode.support), global_pool(episode.query)])
+        labels = torch.cat([episode.support_labels, episode.query_labels])
+        order = torch.argsort(labels, stable=True)  # class-major: [n_way, instances, d]
+        sets = instances[order].view(episode.n_way, -1, instances.shape[1])
+        centres = self.adapt(sets).mean(1)
+        logits = squared_euclidean_logits(instances, centres) / self.config.temperature2
+        return F.cross_entropy(logits.float(), labels)
