@@ -70,6 +70,25 @@ PRESETS: dict[str, dict] = {
                     "train_episodes": "1000", "test_episodes": "1000", "val_every": 250,
                     "val_episodes": 200, "precision": "fp32"},
     },
+    "omniglot-zoo": {
+        "about": "every episodic metric method on Omniglot (vinyals split, 28×28) at 5/20-way "
+                 "1/5-shot, one training budget for all: 5-way 15-query training at the test "
+                 "shot, 1000 episodes, Adam 1e-3, best of 2 validations on 100 episodes, 1000 "
+                 "test episodes of 15 queries (the same for every method); baseline and "
+                 "baselinepp: --preset omniglot-zoo-pretrained into the same --out",
+        "options": {**_OMNIGLOT,
+                    "methods": "trm,protonet,cosine,ctx,can,dn4,frn,matchingnet,relationnet,"
+                               "feat",
+                    "train_way": "5", "train_query": "15", "train_episodes": "1000",
+                    "val_every": 500, "val_episodes": 100},
+    },
+    "omniglot-zoo-pretrained": {
+        "about": "baseline and baselinepp for the omniglot-zoo table: 2 epochs of supervised "
+                 "pre-training over the 4112 base classes (batch 16, Adam 1e-3; ~164k images, "
+                 "near the episodic methods' 80k/100k), a classifier fitted per test episode, "
+                 "the same 1000 test episodes",
+        "options": {**_OMNIGLOT, "methods": "baseline,baselinepp", "pretrain_epochs": 2},
+    },
     "cub-chen": {
         "about": "Chen et al. 2019's CUB Conv-4 meta-learning protocol (GPU-sized): closer-look "
                  "split, whole photos 84×84 with training augmentation, 5-way 16-query training, "
