@@ -100,7 +100,7 @@ def connect(settings: RaySettings):
         check_reachable(address)
     handler = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR",
                  configure_logging=True)
     except ConnectionError as error:
         raise BenchError(f"cannot join Ray at {address}: {str(error).splitlines()[0]}; start "
@@ -170,14 +170,8 @@ class RayExecutor:
             check_resources(ray, self.settings)
             pending = self.submit(ray, jobs, options)
             self.drain(ray, pending, options, record)
-        except Stopped:
-            with STOP.phase("stopping the Ray tasks", defer=True):
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-            raise
         finally:
-            with STOP.phase("shutting Ray down", defer=True):
-                ray.shutdown()
+            close(ray, pending)
 
     def submit(self, ray, jobs: list[Job], options: RunOptions) -> dict:
         """{ObjectRef: job} of every job's task; each shared preparation is one task more,
@@ -207,12 +201,14 @@ class RayExecutor:
 
         jobs = list(pending.values())
         view = RayView(self.bars, jobs)
-        kept = (f"finished cells are in {options.out_dir}, unfinished trainings resume from "
-                f"their checkpoints in {options.storage_dir}/checkpoints")
-        with STOP.phase(f"running {len(jobs)} trainings as Ray tasks", kept):
+        kept = f"unfinished trainings resume from their checkpoints in {options.storage_dir}"
+        # Deferred: a signal only sets STOP's flag, read here at least once a second (raised
+        # inside Ray's C++ wait, it would surface as a SystemError).
+        with STOP.phase(f"running {len(jobs)} trainings as Ray tasks", kept, defer=True):
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                view.update(ray.get(self.board.snapshot.remote()))
+                STOP.check()
+                done, _ = ray_call(ray.wait, list(pending), num_returns=1, timeout=1.0)
+                view.update(ray_call(ray.get, self.board.snapshot.remote()))
                 for ref in done:
                     job = pending.pop(ref)
                     for result in self.fetch(ray, ref, job):
@@ -223,7 +219,7 @@ class RayExecutor:
 
     def fetch(self, ray, ref, job: Job) -> list[CellResult]:
         try:
-            value = ray.get(ref)
+            value = ray_call(ray.get, ref)
         except ray.exceptions.RayTaskError:
             raise
         except ray.exceptions.RayError as error:
@@ -254,6 +250,29 @@ def plan_executor(options: dict, explicit: set[str]) -> RayExecutor | None:
                            (1.0 if device == "cuda" else 0.0) if gpus is None else gpus)
     check_settings(settings, device)
     return RayExecutor(settings)
+
+
+def ray_call(function, *args, **kwargs):
+    """``function`` (ray.wait, ray.get); a second Ctrl-C, whose Stopped is raised while Ray's
+    C++ code runs, comes out as that Stopped rather than Ray's SystemError around it."""
+    try:
+        return function(*args, **kwargs)
+    except SystemError as error:
+        if isinstance(error.__cause__, Stopped):
+            raise error.__cause__ from None
+        raise
+
+
+def close(ray, unfinished) -> None:
+    """Cancel the tasks whose results will not be read (a stop, an error) and shut Ray down,
+    in a deferred phase: the stop watchdog lets it finish (a second Ctrl-C still ends it)."""
+    try:
+        with STOP.phase("shutting Ray down", defer=True):
+            for ref in unfinished:
+                ray.cancel(ref, force=True)
+            ray.shutdown()
+    except Stopped:
+        pass  # the stop (or error) that brought us here is the one the caller sees
 
 
 def job_storage(job: Job) -> str:
