@@ -17,7 +17,8 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bench.errors import BenchError
 from bench.grid import CellResult, RunOptions
@@ -164,6 +165,7 @@ class RayExecutor:
         if not jobs:
             return
         check_settings(self.settings, options.device)
+        options = absolute_paths(options)
         ray = connect(self.settings)
         pending: dict = {}
         try:
@@ -250,6 +252,13 @@ def plan_executor(options: dict, explicit: set[str]) -> RayExecutor | None:
                            (1.0 if device == "cuda" else 0.0) if gpus is None else gpus)
     check_settings(settings, device)
     return RayExecutor(settings)
+
+
+def absolute_paths(options: RunOptions) -> RunOptions:
+    """The options with every path absolute: a worker's working directory is not the driver's."""
+    fields = ("out_dir", "data_root", "cache_dir", "test_data_root", "models_from", "storage")
+    return replace(options, **{name: Path(getattr(options, name)).absolute() for name in fields
+                               if getattr(options, name) is not None})
 
 
 def ray_call(function, *args, **kwargs):

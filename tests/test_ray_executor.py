@@ -183,3 +183,47 @@ def test_gpu_task_on_this_cpu_only_ray_is_refused(tmp_path, glyph_cache):
     _, stderr = finish(process, expected=2)
     assert "--gpus-per-task 1 but no node of the Ray cluster has more than 0 GPUs" in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def tiny_cells():
+    from bench.config import Cell, MethodSpec, TrainConfig
+
+    train = TrainConfig(episodes=10, query=3, val_every=0, checkpoint_every=5)
+    return [Cell(MethodSpec(name), "glyphs", (("instances", "8"),), 5, 1, 3, 10, 0, train)
+            for name in ("protonet", "cosine")]
+
+
+def test_a_shared_preparation_is_one_task_that_the_trainings_wait_for(tmp_path, glyph_cache,
+                                                                      monkeypatch):
+    """Two trainings needing one preparation: it runs once (os.mkdir fails a second time), as a
+    task of its own, done before either training stored its model."""
+    from bench import ray_executor
+    from bench.grid import RunOptions, run_grid
+    from bench.jobs import Preparation
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    prepared = tmp_path / "storage" / "prepared"
+    prepared.parent.mkdir()
+    monkeypatch.setattr(ray_executor, "preparations", lambda job, options: (
+        Preparation("shared", "a shared step", os.mkdir, (str(prepared),)),))
+    options = RunOptions(out_dir=tmp_path / "out", cache_dir=glyph_cache,
+                         storage=tmp_path / "storage")
+    outcome = run_grid(tiny_cells(), options,
+                       executor=ray_executor.RayExecutor(ray_executor.RaySettings()))
+    assert len(outcome.rows) == 2 and prepared.is_dir()
+    models = list((tmp_path / "storage" / "models").glob("*.pt"))
+    assert len(models) == 2 and not (tmp_path / "out" / "models").exists()
+    assert all(prepared.stat().st_mtime_ns <= model.stat().st_mtime_ns for model in models)
+
+
+def test_the_local_loop_runs_preparations_inline_before_each_training(tmp_path, glyph_cache,
+                                                                      monkeypatch):
+    from bench import jobs
+    from bench.grid import RunOptions, run_grid
+
+    calls = []
+    monkeypatch.setattr(jobs, "preparations", lambda job, options: (
+        jobs.Preparation("shared", "a shared step", calls.append, (job.training_id,)),))
+    outcome = run_grid(tiny_cells(), RunOptions(out_dir=tmp_path, cache_dir=glyph_cache))
+    assert len(outcome.rows) == 2
+    assert calls == [cell.training_id for cell in tiny_cells()]
