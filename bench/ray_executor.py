@@ -136,6 +136,9 @@ def run_job_task(job: Job, options: RunOptions, threads: int, board, key: int,
     torch.set_num_threads(threads)
     if options.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
+    failed = [value for value in prepared if isinstance(value, TaskError)]
+    if failed:
+        return failed[0]
     progress = BoardProgress(board, key)
     progress.started()
     try:
@@ -144,12 +147,16 @@ def run_job_task(job: Job, options: RunOptions, threads: int, board, key: int,
         return TaskError(str(error))
 
 
-def run_preparation_task(preparation: Preparation, threads: int) -> str:
-    """The body of a preparation's Ray task; jobs that need it get its key once it is done."""
+def run_preparation_task(preparation: Preparation, threads: int) -> str | TaskError:
+    """The body of a preparation's Ray task; the jobs that need it get its key once it is done
+    (or its error, which they return instead of training)."""
     import torch
 
     torch.set_num_threads(threads)
-    preparation.run()
+    try:
+        preparation.run()
+    except BenchError as error:
+        return TaskError(str(error))
     return preparation.key
 
 
@@ -166,6 +173,7 @@ class RayExecutor:
             return
         check_settings(self.settings, options.device)
         options = absolute_paths(options)
+        self.storage = options.storage_dir
         ray = connect(self.settings)
         pending: dict = {}
         try:
@@ -226,9 +234,9 @@ class RayExecutor:
             raise
         except ray.exceptions.RayError as error:
             raise BenchError(f"Ray lost the task training {job.describe()} "
-                             f"({type(error).__name__}, after {self.settings.max_retries} "
-                             f"retries); its checkpoint is kept in {job_storage(job)}: rerun the "
-                             "same command to resume") from None
+                             f"({type(error).__name__}, after up to {self.settings.max_retries} "
+                             f"retries); its last checkpoint is kept in {self.storage}/checkpoints:"
+                             " rerun the same command to resume") from None
         if isinstance(value, TaskError):
             raise BenchError(value.message)
         return value
@@ -282,7 +290,3 @@ def close(ray, unfinished) -> None:
             ray.shutdown()
     except Stopped:
         pass  # the stop (or error) that brought us here is the one the caller sees
-
-
-def job_storage(job: Job) -> str:
-    return f"checkpoints/{job.training_id}.pt of the storage directory"

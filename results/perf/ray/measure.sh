@@ -5,8 +5,9 @@
 set -euo pipefail
 REPEATS=${1:-2}
 BENCH=.venv/bin/bench
-GRID=(run --methods protonet,cosine --shots 1,5 --train-episodes 200 --test-episodes 300
-      --val-every 100 --val-episodes 50)
+# The check command: 4 cells, each 50 training episodes, 100 validation episodes at its
+# end, 100 test episodes.
+GRID=(run --methods protonet,cosine --shots 1,5 --train-episodes 50 --test-episodes 100)
 export FEWSHOT_BENCH_CACHE=${FEWSHOT_BENCH_CACHE:-$(mktemp -d)}
 work=$(mktemp -d)
 "$BENCH" "${GRID[@]}" --train-episodes 1 --test-episodes 2 --shots 1 --methods protonet \
