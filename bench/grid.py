@@ -71,7 +71,7 @@ class RunOptions:
     ci_method: str = "normal"
     test_data_root: Path | None = None  # root of --test-dataset (cross-domain cells)
     models_from: Path | None = None  # DIR whose models/ cross-domain cells read (default storage)
-    storage: Path | None = None  # models/, checkpoints/, locks/ (default out_dir; shared by workers)
+    storage: Path | None = None  # models/, checkpoints/, locks/ (default out_dir; for workers)
 
     @property
     def storage_dir(self) -> Path:
