@@ -71,6 +71,18 @@ from bench.presets import PRESETS
                    "or auto: bf16 where the device computes it natively (CUDA with bf16, CPUs "
                    "with AMX or AVX512-BF16), else fp32.")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: the cells one after the other here; ray: one Ray task per training "
+                   "(docs/ray.md).")
+@click.option("--cpus-per-task", default=1.0, show_default=True, type=float,
+              help="Ray: CPUs (and torch threads) of each task.")
+@click.option("--gpus-per-task", default=None, type=float,
+              help="Ray: GPUs of each task, fractions share one (0.25) [1 with --device cuda].")
+@click.option("--ray-address", default=None,
+              help="Ray: HOST:PORT of a cluster (`ray start --head`), or auto [env RAY_ADDRESS; "
+                   "else a new local Ray].")
+@click.option("--storage", default=None, type=click.Path(),
+              help="Ray: models/ and checkpoints/, on a filesystem every worker reaches [--out].")
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
@@ -87,9 +99,11 @@ def run_command(ctx: click.Context, **options) -> None:
                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     options = apply_preset(options.pop("preset"), options, explicit)
     from bench.interrupt import STOP
+    from bench.ray_executor import plan_executor
     from bench.run_plan import check_threads
 
     check_threads(options["threads"])
+    executor = plan_executor(options, explicit)
     cells, run_options = plan_cells(options)
     with STOP.installed_handlers():
-        execute(cells, run_options, threads=options["threads"])
+        execute(cells, run_options, threads=options["threads"], executor=executor)

@@ -25,7 +25,7 @@ from bench.config import Cell
 from bench.data import DatasetAdapter
 from bench.episodes import check_episode_shape, fixed_episodes
 from bench.errors import BenchError
-from bench.grid import RunOptions, load_adapter, make_row, write_cell
+from bench.grid import CellResult, RunOptions, load_adapter, make_row
 from bench.registry import DATASETS
 from bench.runner import Progress, build_model, evaluate
 
@@ -78,7 +78,7 @@ def image_side(adapter_class: type[DatasetAdapter], config) -> int:
 
 
 def stored_model_path(cell: Cell, options: RunOptions) -> Path:
-    return checkpoint.model_path(options.models_from or options.out_dir, cell)
+    return checkpoint.model_path(options.models_from or options.storage_dir, cell)
 
 
 def test_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
@@ -87,9 +87,10 @@ def test_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
                options.cache_dir, options.download)
 
 
-def run_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
-                   progress: Progress) -> dict:
-    """Evaluate the stored model on the test dataset's test split; write the row as run_cell."""
+def evaluate_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
+                        progress: Progress) -> CellResult:
+    """Evaluate the stored model on the test dataset's test split (the caller writes the
+    result, as for any cell)."""
     key = ("test", cell.test_dataset, cell.test_dataset_params)
     if key not in adapters:
         adapters[key] = test_adapter(cell, options)
@@ -110,5 +111,4 @@ def run_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
     start = time.perf_counter()
     accuracies = evaluate(model, test_set, episodes, device, progress=progress)
     row = make_row(cell, accuracies, episodes.hash, trained, time.perf_counter() - start, options)
-    write_cell(options.out_dir, cell, row, accuracies, trained["log"], options.force)
-    return row
+    return CellResult(cell, row, accuracies, trained["log"])

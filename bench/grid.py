@@ -43,6 +43,24 @@ class GridOutcome:
 
 
 @dataclass
+class CellResult:
+    """What a finished cell sends back to the process that writes results: its row (whose
+    ``config`` is the resolved configuration), per-episode accuracies and training log; or the
+    numerical failure of its training; or neither (a concurrent run finished it meanwhile)."""
+
+    cell: Cell
+    row: dict | None = None
+    accuracies: np.ndarray | None = None
+    log: list[dict] = field(default_factory=list)
+    failure: str | None = None
+    failure_log: list[dict] = field(default_factory=list)
+
+    @property
+    def finished_elsewhere(self) -> bool:
+        return self.row is None and self.failure is None
+
+
+@dataclass
 class RunOptions:
     out_dir: Path
     data_root: Path | None = None
@@ -53,7 +71,12 @@ class RunOptions:
     prefetch: int = 0  # training episodes sampled ahead in a worker process (0: inline)
     ci_method: str = "normal"
     test_data_root: Path | None = None  # root of --test-dataset (cross-domain cells)
-    models_from: Path | None = None  # DIR whose models/ cross-domain cells read (default out_dir)
+    models_from: Path | None = None  # DIR whose models/ cross-domain cells read (default storage)
+    storage: Path | None = None  # models/, checkpoints/, locks/ (default out_dir; for workers)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.storage or self.out_dir
 
 
 def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
@@ -61,42 +84,40 @@ def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
     return cls(cell.dataset_config(), options.data_root, options.cache_dir, options.download)
 
 
+def adapter_for(cell: Cell, options: RunOptions, adapters: dict) -> DatasetAdapter:
+    """The cell's dataset adapter, loaded once per process (``adapters`` is the cache)."""
+    key = (cell.dataset, cell.dataset_params)
+    if key not in adapters:
+        adapters[key] = load_adapter(cell, options)
+    return adapters[key]
+
+
 def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
-             should_stop=lambda: False) -> GridOutcome:
-    """Run every cell; ``progress_for(cell)`` gives each cell's Progress."""
-    outcome, adapters, trained_now = GridOutcome(), {}, set()
+             should_stop=lambda: False, executor=None) -> GridOutcome:
+    """Run every cell; ``progress_for(cell)`` gives each cell's Progress.
 
-    def adapter(cell: Cell) -> DatasetAdapter:
-        key = (cell.dataset, cell.dataset_params)
-        if key not in adapters:
-            adapters[key] = load_adapter(cell, options)
-        return adapters[key]
+    The cells become jobs, one per training (bench.jobs); ``executor`` (bench.ray_executor)
+    runs them elsewhere, else they run here one after the other. Either way each finished cell
+    comes back as a CellResult that this process writes (``record``) the moment it arrives."""
+    from bench.jobs import plan_jobs, run_job
 
+    outcome, adapters = GridOutcome(), {}
     finished = results.finished_rows(options.out_dir)
     if not options.force:
         check_same_data([cell for cell in cells if cell.cell_id in finished
-                         and not cell.test_dataset], finished, adapter, options.out_dir)
-    for cell in cells:
-        STOP.check()
-        if cell.cell_id in finished and not options.force:
-            outcome.skipped.append(cell)
-            continue
-        progress = progress_for(cell) if progress_for else Progress()
-        if cell.test_dataset:  # evaluates a stored model on another dataset, never trains
-            from bench.cross_domain import run_cross_cell
+                         and not cell.test_dataset], finished,
+                        lambda cell: adapter_for(cell, options, adapters), options.out_dir)
+    jobs, outcome.skipped = plan_jobs(cells, set(finished), options.force)
+    if executor is not None:
+        executor.run(jobs, options, lambda result: record(result, options, outcome))
+        return outcome
 
-            outcome.rows.append(run_cross_cell(cell, adapters, options, progress))
-            continue
-        retrain = options.force and cell.training_id not in trained_now
-        try:
-            row = run_cell(cell, adapter(cell), options, progress, should_stop, retrain=retrain)
-            (outcome.rows.append(row) if row is not None
-             else outcome.finished_elsewhere.append(cell))
-        except NumericalFault as fault:
-            message, *log = fault.args
-            outcome.failed.append((cell, record_failure(options.out_dir, cell, message,
-                                                        log[0] if log else [])))
-        trained_now.add(cell.training_id)
+    def is_finished(cell: Cell) -> bool:  # by a concurrent run on the same --out
+        return not options.force and cell.cell_id in results.finished_cell_ids(options.out_dir)
+
+    for job in jobs:
+        for result in run_job(job, options, adapters, progress_for, should_stop, is_finished):
+            record(result, options, outcome)
     return outcome
 
 
@@ -122,11 +143,11 @@ def check_cell(cell: Cell, adapter: DatasetAdapter) -> None:
                         options=("--train-way", "--train-shot", "--train-query"))
 
 
-def run_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
-             should_stop=lambda: False, retrain: bool = False) -> dict | None:
-    """Train (or load the model trained for an earlier cell), evaluate, write the results.
-
-    None: a concurrent run on the same directory finished the cell meanwhile."""
+def evaluate_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
+                  should_stop=lambda: False, retrain: bool = False,
+                  is_finished=lambda cell: False) -> CellResult:
+    """Train (or load the model trained for an earlier cell), evaluate; writes nothing but the
+    model and checkpoints under the storage directory (the caller writes the results)."""
     device = torch.device(options.device)
     with STOP.phase(f"preparing {cell.describe()}"):
         check_cell(cell, adapter)
@@ -134,38 +155,38 @@ def run_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress:
         test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
                                        cell.test_episodes, cell.seed)
     model, trained = trained_model(cell, adapter, options, progress, should_stop, retrain)
-    if not options.force and cell.cell_id in results.finished_cell_ids(options.out_dir):
-        return None
+    if is_finished(cell):
+        return CellResult(cell)  # finished by a concurrent run meanwhile
     start = time.perf_counter()
     with STOP.phase(f"evaluating {cell.describe()}",
-                    f"its trained model is kept in {options.out_dir}/models"):
+                    f"its trained model is kept in {options.storage_dir}/models"):
         accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
     eval_seconds = time.perf_counter() - start
     row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options)
-    with STOP.phase(f"writing the results of {cell.describe()}", defer=True):
-        written = write_cell(options.out_dir, cell, row, accuracies, trained["log"],
-                             options.force)
-    return row if written else None
+    return CellResult(cell, row, accuracies, trained["log"])
 
 
 def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, progress: Progress,
                   should_stop, retrain: bool):
     """(model with its best-validated weights, training record); trains only when needed.
 
-    A finished training is stored in DIR/models/<training_id>.pt, so cells that differ only in
+    A finished training is stored in STORAGE/models/<training_id>.pt, so cells that differ only in
     the test way, query or episode count (and reruns) reuse it.
     """
     device = torch.device(options.device)
     torch.manual_seed(cell.seed)
     train_set = adapter.load("train")
     model = build_model(cell, adapter.channels, **data_shape(train_set)).to(device)
-    stored = checkpoint.model_path(options.out_dir, cell)
+    stored = checkpoint.model_path(options.storage_dir, cell)
     train_data = train_set.fingerprint()
-    with results.locked(options.out_dir, f"locks/{cell.training_id}.lock"):
+    with results.locked(options.storage_dir, f"locks/{cell.training_id}.lock"):
         if stored.exists() and not retrain:
             return model, checkpoint.load_model(stored, cell, model, train_data)
-        pretrained = pretrain_into(model, cell, train_set, options.out_dir, device,
-                                   adapter.train_augmentation(), should_stop, retrain, progress)
+        # --force retrains a shared pre-training once, in its preparation (bench.jobs), which
+        # runs before this, in another process on Ray: here it is only loaded (or trained if
+        # absent).
+        pretrained = pretrain_into(model, cell, train_set, options.storage_dir, device,
+                                   adapter.train_augmentation(), should_stop, False, progress)
         trained = {**train_cell(cell, model, adapter, options, progress, should_stop, retrain),
                    **(pretrained or {}), "data_shape": data_shape(train_set)}
         trained["train_seconds"] += trained.get("pretrain_seconds", 0.0)  # shared, counted whole
@@ -181,7 +202,7 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
     optimizer, scheduler = make_optimizer(model, cell)
     sampler = EpisodeSampler(train_set, cell.train_way, cell.train_shot, cell.train.query,
                              cell.seed)
-    path = checkpoint.checkpoint_path(options.out_dir, cell)
+    path = checkpoint.checkpoint_path(options.storage_dir, cell)
     state, seconds_before = TrainState(), 0.0
     if path.exists() and not retrain:
         state, seconds_before = checkpoint.load(path, cell, model, optimizer, scheduler, sampler)
@@ -283,6 +304,23 @@ def write_cell(out_dir: Path, cell: Cell, row: dict, accuracies, log: list[dict]
     results.atomic_write_text(Path(out_dir) / "configs" / f"{cell.cell_id}.json",
                               json.dumps(row["config"], indent=2, sort_keys=True) + "\n")
     return results.append_row(out_dir, row, replace=replace)
+
+
+def record(result: CellResult, options: RunOptions, outcome: GridOutcome) -> None:
+    """The driver's side of a finished cell: its files and row, written here and nowhere else."""
+    cell = result.cell
+    if result.failure is not None:
+        outcome.failed.append((cell, record_failure(options.out_dir, cell, result.failure,
+                                                    result.failure_log)))
+        return
+    if result.row is None:
+        outcome.finished_elsewhere.append(cell)
+        return
+    with STOP.phase(f"writing the results of {cell.describe()}", defer=True):
+        written = write_cell(options.out_dir, cell, result.row, result.accuracies, result.log,
+                             options.force)
+    (outcome.rows if written else outcome.finished_elsewhere).append(
+        result.row if written else cell)
 
 
 def record_failure(out_dir: Path, cell: Cell, message: str, log: list[dict]) -> str:

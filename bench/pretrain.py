@@ -198,3 +198,27 @@ def step(backbone, classifier, optimizer, pixels: torch.Tensor, labels: torch.Te
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def preparation_key(cell: Cell) -> str:
+    """The name of the cell's pre-training for the executors (equal for every cell that shares
+    it); the stored file's own digest also covers the training data's fingerprint."""
+    from bench.registry import METHODS
+
+    classifier = METHODS.get(cell.method.name).pretrain_classifier
+    return "pretrain-" + digest(identity(cell, classifier, train_data=""))
+
+
+def prepare(cell: Cell, options, retrain: bool = False) -> None:
+    """Pre-train ``cell``'s backbone into the storage directory unless it is stored (then this
+    returns after loading it): the step that bench.jobs runs once before the trainings that share
+    it, inline on the local path and as its own task on Ray."""
+    from bench.grid import load_adapter
+    from bench.runner import build_model, data_shape
+
+    adapter = load_adapter(cell, options)
+    train_set = adapter.load("train")
+    model = build_model(cell, adapter.channels, **data_shape(train_set))
+    device = torch.device(options.device)
+    pretrain_into(model.to(device), cell, train_set, options.storage_dir, device,
+                  adapter.train_augmentation(), STOP, retrain)

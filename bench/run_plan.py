@@ -69,7 +69,8 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              prefetch=_count(options["prefetch"], "--prefetch", allow_zero=True),
                              ci_method=options["ci_method"],
                              test_data_root=_path(options.get("test_data_root")),
-                             models_from=_path(options.get("models_from")))
+                             models_from=_path(options.get("models_from")),
+                             storage=storage_dir(options.get("storage")))
     check_cross_cells(cells, run_options)
     return cells, run_options
 
@@ -82,6 +83,11 @@ def check_pretraining(methods, train: TrainConfig) -> None:
             raise BenchError(f"{method.name} is a pre-trained backbone with a classifier fitted "
                              "per test episode; add --pretrain-epochs N (Chen et al. 2019: 5 on "
                              "Omniglot, 400 on miniImageNet)")
+
+
+def storage_dir(text: str | None) -> Path | None:
+    """--storage: created and checked writable like --out (None: models stay under --out)."""
+    return out_dir_writable(text, "--storage") if text else None
 
 
 def test_dataset(options: dict) -> tuple:
@@ -210,9 +216,9 @@ def check_device(text: str) -> str:
     raise BenchError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N")
 
 
-def out_dir_writable(path: str) -> Path:
+def out_dir_writable(path: str, option: str = "--out") -> Path:
     if not str(path).strip():
-        raise BenchError("--out is empty; pass --out DIR (a folder for the results)")
+        raise BenchError(f"{option} is empty; pass {option} DIR (a folder for the results)")
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -220,13 +226,15 @@ def out_dir_writable(path: str) -> Path:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise BenchError(f"output directory {out} is not writable ({error.strerror}); "
-                         "pass --out DIR with a writable folder") from None
+        raise BenchError(f"{option} directory {out} is not writable ({error.strerror}); "
+                         f"pass {option} DIR with a writable folder") from None
     return out
 
 
-def execute(cells: list[Cell], options: RunOptions, threads: int | None = None) -> None:
-    """Run the grid with progress, print the summary; Ctrl-C/SIGTERM exit 130 (bench.interrupt)."""
+def execute(cells: list[Cell], options: RunOptions, threads: int | None = None,
+            executor=None) -> None:
+    """Run the grid with progress, print the summary; Ctrl-C/SIGTERM exit 130 (bench.interrupt).
+    ``executor``: bench.ray_executor.RayExecutor, or None for the local loop."""
     import torch
 
     from bench import results
@@ -234,7 +242,8 @@ def execute(cells: list[Cell], options: RunOptions, threads: int | None = None) 
 
     if threads:
         torch.set_num_threads(check_threads(threads))
-    check_cuda(options.device)
+    if executor is None:  # with Ray the workers hold the GPUs, the driver may have none
+        check_cuda(options.device)
     results.finished_rows(options.out_dir)  # a damaged results file fails before any work
     wanted = {cell.cell_id for cell in cells}
     STOP.summary = lambda: (f"{len(wanted & results.finished_cell_ids(options.out_dir))} of "
@@ -242,8 +251,10 @@ def execute(cells: list[Cell], options: RunOptions, threads: int | None = None) 
     start = time.perf_counter()
     try:
         with live_progress() as bars, announce_cache_builds(bars):
+            if executor is not None:
+                executor.bars = bars
             outcome = run_grid(cells, options, lambda cell: progress_for(bars, cell),
-                               should_stop=STOP)
+                               should_stop=STOP, executor=executor)
     except Stopped as stopped:
         STOP.exit(str(stopped))
     print_summary(cells, outcome, options, time.perf_counter() - start)

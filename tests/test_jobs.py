@@ -1,0 +1,37 @@
+"""The grid as jobs: one per training, cells in the grid's order, finished cells skipped."""
+
+from dataclasses import replace
+
+from bench.config import Cell, MethodSpec, TrainConfig
+from bench.jobs import plan_jobs
+
+
+def cell(method="protonet", way=5, shot=1, test_dataset=None):
+    train = TrainConfig(episodes=10, way=20, query=3)
+    return Cell(MethodSpec(method), "glyphs", (), way, shot, 3, 10, 0, train, test_dataset)
+
+
+def test_cells_sharing_a_training_form_one_job_in_grid_order():
+    cells = [cell("protonet", 5), cell("cosine", 5), cell("protonet", 20), cell("cosine", 20),
+             cell("protonet", 5, shot=5)]
+    jobs, skipped = plan_jobs(cells, finished=set(), force=False)
+    assert [[c.describe() for c in job.cells] for job in jobs] == [
+        [cells[0].describe(), cells[2].describe()], [cells[1].describe(), cells[3].describe()],
+        [cells[4].describe()]]
+    assert skipped == [] and not any(job.retrain for job in jobs)
+    assert all(len({c.training_id for c in job.cells}) == 1 for job in jobs)
+
+
+def test_finished_cells_are_skipped_unless_forced_and_force_retrains():
+    cells = [cell("protonet", 5), cell("protonet", 20)]
+    jobs, skipped = plan_jobs(cells, finished={cells[0].cell_id}, force=False)
+    assert skipped == [cells[0]] and [job.cells for job in jobs] == [(cells[1],)]
+    jobs, skipped = plan_jobs(cells, finished={cells[0].cell_id}, force=True)
+    assert skipped == [] and len(jobs) == 1 and jobs[0].retrain and jobs[0].trains
+
+
+def test_cross_domain_cells_are_a_job_that_never_trains():
+    trained, crossed = cell("protonet"), replace(cell("protonet"), test_dataset="glyphs")
+    jobs, _ = plan_jobs([trained, crossed], finished=set(), force=True)
+    assert [job.trains for job in jobs] == [True, False]
+    assert [job.retrain for job in jobs] == [True, False]
