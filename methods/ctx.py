@@ -31,10 +31,8 @@ from torch import nn
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
+from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
-
-BACKBONE_CHANNELS = 64
-
 
 @METHODS.register("ctx")
 class CrossTransformer(FewShotClassifier):
@@ -42,7 +40,7 @@ class CrossTransformer(FewShotClassifier):
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
-        backbone: str = param("conv64f", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv64f", BACKBONE_HELP)
         key_dim: int = param(128, "d_k: width of the shared query/key head", positive=True)
         value_dim: int = param(128, "d_v: width of the value head", positive=True)
         scale: str = param("sqrt_dk", "attention logits × 1/√d_k (sqrt_dk, the paper) | none",
@@ -55,8 +53,9 @@ class CrossTransformer(FewShotClassifier):
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise BenchError(f"{name}={value!r} of ctx must be an integer ≥ 1")
 
-    def __init__(self, config: Config, in_channels: int, channels: int = BACKBONE_CHANNELS):
+    def __init__(self, config: Config, in_channels: int, channels: int | None = None):
         super().__init__(config, in_channels)
+        channels = channels or self.feature_channels  # the backbone's (tests pass small ones)
         self.key_head = nn.Linear(channels, config.key_dim, bias=False)
         self.value_head = nn.Linear(channels, config.value_dim, bias=False)
 

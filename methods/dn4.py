@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
+from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
 
 
@@ -31,7 +32,7 @@ class DN4(FewShotClassifier):
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
-        backbone: str = param("conv64f", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv64f", BACKBONE_HELP)
         neighbors: int = param(3, "k nearest class descriptors summed per query descriptor",
                                positive=True)
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
+from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
 
 RIDGE_EPSILON = 1e-6  # added to λ, as in the official code
@@ -41,7 +42,7 @@ class FeatureMapReconstruction(FewShotClassifier):
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
-        backbone: str = param("conv4", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv4", BACKBONE_HELP)
         alpha: float = param(0.0, "initial α: λ = (K·HW/d)·e^α (learned)")
         beta: float = param(0.0, "initial β: ρ = e^β (learned)")
         gamma: float = param(1.0, "initial γ: logit = −γ · mean reconstruction error (learned)")

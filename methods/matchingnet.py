@@ -37,6 +37,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import METHODS
+from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
 
 
@@ -46,7 +47,7 @@ class MatchingNetwork(FewShotClassifier):
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
-        backbone: str = param("conv4", "embedding network: conv4 | conv64f")
+        backbone: str = param("conv4", BACKBONE_HELP)
         cosine: str = param("exact", "exact (the paper) | support (only support normalised)",
                             choices=("exact", "support"))
         fce: bool = param(False, "full-context embeddings (bidirectional LSTM g, attention LSTM f)")

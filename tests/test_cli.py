@@ -76,7 +76,7 @@ def test_trained_model_is_shared_between_test_ways(tmp_path, glyph_cache):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--methods", "foo"], "unknown method 'foo'; valid methods: cosine, protonet, trm"),
+    (["run", "--methods", "foo"], "unknown method 'foo'; valid methods: baseline, baselinepp, can, cosine"),
     (["run", "--methods", ""], "--methods is empty"),
     (["run", "--methods", " , "], "--methods is empty"),
     (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid datasets:"),

@@ -50,7 +50,7 @@ def test_run_without_precision_trains_as_detected(tmp_path, glyph_cache, capsys,
     used = []
     step = bench.runner.train_step
     monkeypatch.setattr(bench.runner, "train_step",
-                        lambda *args: used.append(args[-1]) or step(*args))
+                        lambda *args, **kwargs: used.append(args[7]) or step(*args, **kwargs))
     with pytest.raises(SystemExit) as exit_info:
         main(["run", *SMALL, "--out", str(tmp_path), "--threads", "1"])
     assert exit_info.value.code == 0, capsys.readouterr()
