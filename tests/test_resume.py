@@ -57,7 +57,10 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_numbers(tmp_path, glyph_cach
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, glyph_cache):
     out = tmp_path / "term"
-    process = start(out, glyph_cache, "--checkpoint-every", "1000")
+    # Training far longer than the test waits, so the signal lands in training on any machine
+    # (60 episodes finished within the second on an idle one, and a stop in evaluation keeps the
+    # stored model, not a checkpoint).
+    process = start(out, glyph_cache, "--checkpoint-every", "1000", "--train-episodes", "100000")
     deadline = time.time() + 300
     while not (out / "locks").exists() and time.time() < deadline:
         time.sleep(0.2)
