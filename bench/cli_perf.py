@@ -13,7 +13,7 @@ import click
 @click.option("--quick", is_flag=True,
               help="Fewer episodes and repeats (same files, same columns): ≤ 5 min on 2 cores.")
 @click.option("--out", "out_dir", default="runs/perf", show_default=True, type=click.Path(),
-              help="Folder for eval.csv, train.csv, trm_head.csv, train84.csv and checks.csv (the committed "
+              help="Folder for eval.csv, train.csv, trm_head.csv, train84.csv, train28.csv and checks.csv (the committed "
                    "reference files are in results/perf).")
 @click.option("--dataset", default=None,
               help="Dataset to evaluate and train on [default: omniglot when a data root is set "
@@ -93,6 +93,11 @@ def print_tables(console, frames: dict, stamp: dict) -> None:
                                   train84, ["method", "shot", "precision", "ms_per_step",
                                             "gflop_per_step", "gflops", "matmul_gflops",
                                             "fraction_of_matmul"]))
+    if "train28" in frames:
+        console.print(frame_table(Table(title="Training step, 5-way 15-query 28×28 grey"),
+                                  frames["train28"], ["method", "shot", "precision",
+                                                      "ms_per_step", "gflop_per_step", "gflops",
+                                                      "fraction_of_matmul"]))
     checks = frames["checks"]
     if "flop_speedup" in checks:
         speedups = checks[checks["method"].notna()].rename(columns={"value": "speedup"})

@@ -34,6 +34,9 @@ COLUMNS = {
     "train84": ["method", "shot", "precision", "image_size", "ms_per_step", "gflop_per_step",
                 "gflops", "matmul_gflops"],
 }
+COLUMNS["train28"] = COLUMNS["train84"]
+# Omniglot's shape (28×28 grey), every episodic method: the zoo's training-step rows (issue 15)
+TRAIN28 = Train84Plan(size=28, channels=1)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class PerfSettings:
     train: TrainShape = field(default_factory=TrainShape)
     head: HeadGrid = field(default_factory=HeadGrid)
     train84: Train84Plan = field(default_factory=Train84Plan)
+    train28: Train84Plan = TRAIN28
 
 
 FULL = PerfSettings()
@@ -65,6 +69,8 @@ QUICK = PerfSettings(
     head=HeadGrid(max_repeats=3, flop_budget=1e11),
     train84=Train84Plan(methods=("protonet", "cosine", "trm"), precisions=("auto",), warmup=2,
                         steps=3),
+    train28=Train84Plan(size=28, channels=1, methods=("protonet", "cosine", "trm"),
+                        precisions=("auto",), warmup=2, steps=3),
 )
 QUICK_METHODS = "protonet,cosine,trm"  # --quick's default --methods
 
@@ -97,8 +103,8 @@ def load_data(dataset: str | None, root: str | None, cache_dir: str | None,
 
 def run_perf(data: PerfData, settings: PerfSettings, specs, device, threads: int,
              log: Callable[[str], None] = lambda message: None) -> dict[str, pd.DataFrame]:
-    """The four measurements as frames ``eval``, ``train``, ``trm_head``, ``train84`` (not yet
-    stamped)."""
+    """The five measurements as frames ``eval``, ``train``, ``trm_head``, ``train84``,
+    ``train28`` (not yet stamped)."""
     grid = settings.head
     cases = head_cases(grid.ways, grid.shots, grid.queries, grid.hws, grid.max_repeats,
                        grid.flop_budget, grid.max_attn_mib, threads, str(device))
@@ -108,6 +114,7 @@ def run_perf(data: PerfData, settings: PerfSettings, specs, device, threads: int
         "train": train_rows(data.train, data.channels, settings.train, device, log),
         "trm_head": head_rows(cases, log),
         "train84": train84_rows(settings.train84, device, log),
+        "train28": train84_rows(settings.train28, device, log),
     }
     return {name: ordered(pd.DataFrame(rows), COLUMNS[name]) for name, rows in frames.items()}
 

@@ -7,6 +7,11 @@ One arm per call: train one model with the harness's own pieces (`bench.runner.t
 pairwise, episode by episode, and the test split stays unseen. Appends one row to
 ``OUT/pilot.csv`` and the per-episode accuracies to ``OUT/pilot/<arm>.npy``.
 
+``--pretrain-epochs N`` first trains the backbone as a plain classifier over the 64 base classes
+(`bench.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch ``--pretrain-batch``, Adam
+``--lr``, the same augmentation), inside the same CPU budget; the episodic training then uses
+what is left of it (none when the epochs take it all: the arm is then pre-training alone).
+
 ``--normalize on`` standardises the input per channel with the training split's mean and std
 (wrapped around the model's ``embed``, train and evaluation alike); the harness has no such option.
 
@@ -38,7 +43,7 @@ from bench.stats import mean_ci
 
 CPU = torch.device("cpu")
 FIELDS = ["arm", "method", "train_way", "train_query", "lr", "augment", "normalize",
-          "precision", "cpu_seconds", "wall_seconds", "episodes", "last50_train_acc",
+          "pretrain_epochs", "pretrain_batch", "pretrain_cpu_seconds", "precision", "cpu_seconds", "wall_seconds", "episodes", "last50_train_acc",
           "val_episodes", "val_acc", "val_ci95", "command"]
 
 
@@ -51,6 +56,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--augment", choices=("on", "off"), default="on")
     parser.add_argument("--normalize", choices=("on", "off"), default="off")
+    parser.add_argument("--pretrain-epochs", type=int, default=0)
+    parser.add_argument("--pretrain-batch", type=int, default=64)
     parser.add_argument("--cpu-seconds", type=float, default=220)
     parser.add_argument("--val-episodes", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
@@ -85,10 +92,14 @@ def run_arm(args: argparse.Namespace, command: str) -> dict:
     model = build_model(cell, adapter.channels)
     if args.normalize == "on":
         normalized(model, train_set.images)
+    augment = adapter.train_augmentation() if args.augment == "on" else None
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    if args.pretrain_epochs:
+        pretrain(model, cell, train_set, args, augment, precision)
+    pretrain_cpu = time.process_time() - cpu_start
     optimizer, scheduler = make_optimizer(model, cell)
     sampler = EpisodeSampler(train_set, args.train_way, 1, args.train_query, 0)
-    augment = adapter.train_augmentation() if args.augment == "on" else None
-    state, cpu_start, wall_start = TrainState(), time.process_time(), time.perf_counter()
+    state = TrainState()
     with episode_feed(sampler, train_set.images, 0, False) as feed:
         while time.process_time() - cpu_start < args.cpu_seconds:
             target = replace(cell, train=replace(cell.train, episodes=state.episode + 10))
@@ -102,12 +113,32 @@ def run_arm(args: argparse.Namespace, command: str) -> dict:
     np.save(out / "pilot" / f"{args.arm}.npy", accuracies)
     return {"arm": args.arm, "method": args.method, "train_way": args.train_way,
             "train_query": args.train_query, "lr": args.lr, "augment": args.augment,
-            "normalize": args.normalize, "precision": precision,
+            "normalize": args.normalize, "pretrain_epochs": args.pretrain_epochs,
+            "pretrain_batch": args.pretrain_batch if args.pretrain_epochs else "",
+            "pretrain_cpu_seconds": round(pretrain_cpu, 1), "precision": precision,
             "cpu_seconds": round(cpu_seconds, 1), "wall_seconds": round(wall_seconds, 1),
             "episodes": state.episode,
-            "last50_train_acc": round(100 * np.mean([e["train_acc"] for e in state.log[-50:]]), 2),
+            "last50_train_acc": (round(100 * np.mean([e["train_acc"] for e in state.log[-50:]]), 2)
+                                 if state.log else ""),
             "val_episodes": args.val_episodes, "val_acc": round(100 * acc, 2),
             "val_ci95": round(100 * ci95, 2), "command": command}
+
+
+def pretrain(model, cell: Cell, train_set, args: argparse.Namespace, augment,
+             precision: str) -> None:
+    """Chen et al.'s supervised pre-training of ``model.backbone`` (a throw-away checkpoint)."""
+    import tempfile
+
+    from bench.pretrain import identity, train_backbone
+
+    train = replace(cell.train, pretrain_epochs=args.pretrain_epochs,
+                    pretrain_batch=args.pretrain_batch, pretrain_lr=args.lr)
+    ident = identity(replace(cell, train=train), model.pretrain_classifier,
+                     train_set.fingerprint())
+    with tempfile.TemporaryDirectory() as scratch:
+        payload = train_backbone(ident, train_set, Path(scratch) / "checkpoint.pt", CPU,
+                                 augment, lambda: False, args.arm)
+    model.backbone.load_state_dict(payload["backbone"])
 
 
 def append(path: Path, row: dict) -> None:
@@ -125,15 +156,18 @@ def summary(out: Path, baseline: str) -> None:
 
     rows = pd.read_csv(out / "pilot.csv").drop_duplicates("arm", keep="last")
     base = np.load(out / "pilot" / f"{baseline}.npy")
-    print("| arm | method | way/query | lr | aug | norm | episodes | CPU s | val acc % | "
-          f"Δ vs {baseline} (paired, 95% CI) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| arm | method | way/query | lr | aug | norm | pre-training | episodes | CPU s | "
+          f"val acc % | Δ vs {baseline} (paired, 95% CI) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows.itertuples():
         diff = np.load(out / "pilot" / f"{row.arm}.npy") - base
         mean, ci = mean_ci(diff, "normal")
         delta = "—" if row.arm == baseline else f"{100 * mean:+.2f} ± {100 * ci:.2f}"
+        pre = (f"{row.pretrain_epochs} ep × batch {int(row.pretrain_batch)}, "
+               f"{row.pretrain_cpu_seconds:.0f} CPU s" if row.pretrain_epochs else "none")
         print(f"| {row.arm} | {row.method} | {row.train_way}/{row.train_query} | {row.lr:g} | "
-              f"{row.augment} | {row.normalize} | {row.episodes} | {row.cpu_seconds:.0f} | "
+              f"{row.augment} | {row.normalize} | {pre} | {row.episodes} | "
+              f"{row.cpu_seconds:.0f} | "
               f"{row.val_acc:.2f} ± {row.val_ci95:.2f} | {delta} |")
 
 

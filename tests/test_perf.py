@@ -28,6 +28,8 @@ TINY = perf.PerfSettings(
                        max_attn_mib=64),
     train84=Train84Plan(methods=("protonet", "cosine", "trm"), way=2, shots=(1, 2), query=2,
                         size=16, precisions=("fp32", "auto"), warmup=1, steps=1),
+    train28=Train84Plan(methods=("protonet",), way=2, shots=(1,), query=2, size=28, channels=1,
+                        precisions=("fp32",), warmup=1, steps=1),
 )
 SPECS = [MethodSpec("protonet"), MethodSpec("cosine"), MethodSpec("trm")]
 
@@ -169,7 +171,9 @@ def test_written_csvs_are_stamped_and_checks_computed(data, tmp_path):
     stamp = perf.machine_stamp("cpu", "bench perf --test")
     paths = perf.write_results(frames, tmp_path, stamp)
     assert sorted(path.name for path in paths) == ["checks.csv", "eval.csv", "train.csv",
-                                                   "train84.csv", "trm_head.csv"]
+                                                   "train28.csv", "train84.csv", "trm_head.csv"]
+    train28 = pd.read_csv(tmp_path / "train28.csv")
+    assert list(train28["image_size"]) == ["28×28"] and train28["gflop_per_step"].gt(0).all()
     for name, first in perf.COLUMNS.items():
         written = pd.read_csv(tmp_path / f"{name}.csv")
         assert list(written.columns[: len(first)]) == first
@@ -191,7 +195,8 @@ def test_perf_command_prints_tables_and_writes_files(data, tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert "Checks" in result.output and "harness" in result.output
     assert {path.name for path in out.iterdir()} == {"eval.csv", "train.csv", "trm_head.csv",
-                                                     "train84.csv", "checks.csv"}
+                                                     "train84.csv", "train28.csv", "checks.csv"}
+    assert "28×28 grey" in result.output
 
 
 def test_perf_tables_fit_80_columns_without_cutting_numbers():
@@ -253,7 +258,8 @@ def test_train84_default_times_every_registered_method(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     plan = dataclasses.replace(TINY.train84, methods=(), shots=(1,), precisions=("fp32",),
                                warmup=0)
-    assert Train84Plan().methods == ()
+    assert Train84Plan().methods == () and perf.FULL.train28.methods == ()
+    assert (perf.FULL.train28.size, perf.FULL.train28.channels) == (28, 1)
     rows = train84_rows(plan, CPU)
     episodic = [name for name in METHODS.names() if METHODS.get(name).episodic]
     assert [row["method"] for row in rows] == episodic

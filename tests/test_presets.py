@@ -114,3 +114,7 @@ def test_mini_cpu_shares_one_1_shot_model_per_method(tmp_path):
     for method in ("protonet", "cosine", "trm"):
         ids = {cell.training_id for cell in cells if cell.method.name == method}
         assert len(ids) == 1  # the 5-shot cell reuses the 1-shot-trained model
+    # the pilot's fastest learner: supervised pre-training first (PILOT.md), then 1500 episodes
+    assert {(c.train.pretrain_epochs, c.train.pretrain_batch, c.train.episodes) for c in cells} \
+        == {(8, 64, 1500)}
+    assert all(dict(cell.dataset_params) == {"augment": "off"} for cell in cells)
