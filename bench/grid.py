@@ -108,6 +108,14 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
                          and not cell.test_dataset], finished,
                         lambda cell: adapter_for(cell, options, adapters), options.out_dir)
     jobs, outcome.skipped = plan_jobs(cells, set(finished), options.force)
+    # Every cell's episode shape before any training or pre-training starts, on either executor
+    # (a Ray task would report it only after the shared preparations had run).
+    checked = adapters if executor is None else {}  # the driver keeps no data for Ray
+    for job in jobs:
+        for cell in job.cells if job.trains else ():
+            with STOP.phase(f"checking {cell.describe()}"):
+                check_cell(cell, adapter_for(cell, options, checked))
+    del checked
     if executor is not None:
         executor.run(jobs, options, lambda result: record(result, options, outcome))
         return outcome

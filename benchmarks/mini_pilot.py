@@ -1,4 +1,4 @@
-"""Pilot for the miniImageNet CPU reference set: what learns fastest per CPU-second (issue 14).
+"""Pilot for the 84×84 CPU reference sets: what learns fastest per CPU-second (issues 14, 19).
 
 One arm per call: train one model with the harness's own pieces (`bench.runner.train_loop`,
 `train_step`, learn2learn episodes, the dataset's augmentation) until the process has used
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench.datasets.mini_imagenet import MiniImageNet
 
 from bench.config import Cell, TrainConfig, parse_method
 from bench.episodes import EpisodeSampler, episode_feed, fixed_episodes
 from bench.precision import resolve_precision
+from bench.registry import DATASETS
 from bench.runner import TrainState, build_model, evaluate, make_optimizer, train_loop
 from bench.stats import mean_ci
 
@@ -61,6 +61,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--cpu-seconds", type=float, default=220)
     parser.add_argument("--val-episodes", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dataset", default="mini-imagenet",
+                        help="any registered dataset with a validation split (e.g. cub)")
     parser.add_argument("--data-root", default="../shared/data/miniimagenet")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="results/reference/mini-imagenet-cpu")
@@ -81,11 +83,12 @@ def normalized(model, images: torch.Tensor) -> None:
 
 def run_arm(args: argparse.Namespace, command: str) -> dict:
     torch.set_num_threads(args.threads)
-    adapter = MiniImageNet(MiniImageNet.Config(), root=Path(args.data_root),
-                           cache_dir=args.cache_dir)
+    adapter_class = DATASETS.get(args.dataset)
+    adapter = adapter_class(adapter_class.Config(), root=Path(args.data_root),
+                            cache_dir=args.cache_dir)
     train_set, val_set = adapter.load("train"), adapter.load("val")
     precision = resolve_precision("auto", "cpu")
-    cell = Cell(parse_method(args.method), "mini-imagenet", (), 5, 1, 15, args.val_episodes, 0,
+    cell = Cell(parse_method(args.method), args.dataset, (), 5, 1, 15, args.val_episodes, 0,
                 TrainConfig(episodes=0, way=args.train_way, shot=1, query=args.train_query,
                             lr=args.lr, val_every=0, checkpoint_every=0, precision=precision))
     torch.manual_seed(0)

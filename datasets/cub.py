@@ -67,8 +67,13 @@ class CUB(DatasetAdapter):
         crop: str = field(default="none", metadata={
             "help": "none (whole photo) or bbox (crop to the bird's bounding box)"})
         size: int = field(default=84, metadata={"help": "image side in pixels"})
+        augment: str = field(default="on", metadata={
+            "help": "on: random crop, flip and colour jitter on training images "
+                    "(docs/datasets.md; Chen et al. augment); off: none"})
 
         def validate(self) -> None:
+            if self.augment not in ("on", "off"):
+                raise BenchError(f"cub augment={self.augment!r}; valid: on, off")
             if self.split not in SPLIT_RULES:
                 raise BenchError(f"unknown cub split {self.split!r}; valid: "
                                  f"{', '.join(SPLIT_RULES)}")
@@ -103,7 +108,7 @@ class CUB(DatasetAdapter):
                         class_names=arrays["classes"].tolist(), name=f"cub/{config.split}/{split}")
 
     def train_augmentation(self):
-        return rgb_train_augmentation()
+        return rgb_train_augmentation() if self.config.augment == "on" else None
 
     def _folder(self) -> Path:
         root = require_root(self.root, "cub", LAYOUT)

@@ -249,6 +249,19 @@ def test_training_colour_jitter_is_as_documented(monkeypatch):
         assert 0.6 - 1e-3 <= factor.min() < 0.62 and 1.38 < factor.max() <= 1.4 + 1e-3
 
 
+def test_augment_off_gives_no_augmentation_and_keeps_the_cache_key(cub_root, tmp_path):
+    from bench.errors import BenchError
+
+    on, off = CUB(CUB.Config(), cub_root, tmp_path), CUB(CUB.Config(augment="off"), cub_root,
+                                                           tmp_path)
+    assert off.train_augmentation() is None and callable(on.train_augmentation())
+    on.load("train")
+    off.load("train")
+    assert len(list(tmp_path.glob("cub-*.npz"))) == 1  # augmentation is not in the cache key
+    with pytest.raises(BenchError, match="cub augment='maybe'; valid: on, off"):
+        CUB.Config(augment="maybe").validate()
+
+
 def test_augmentation_only_on_training_episodes(tmp_path, monkeypatch):
     """A run of 3 training episodes (5-way 1-shot 2-query) with validation and testing calls the
     augmentation 3 times on 15 images; validation and test episodes never go through it."""

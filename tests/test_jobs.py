@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.jobs import plan_jobs
 
@@ -35,3 +37,25 @@ def test_cross_domain_cells_are_a_job_that_never_trains():
     jobs, _ = plan_jobs([trained, crossed], finished=set(), force=True)
     assert [job.trains for job in jobs] == [True, False]
     assert [job.retrain for job in jobs] == [True, False]
+
+
+def test_bad_episode_shape_is_refused_before_any_job_reaches_an_executor(tmp_path, glyph_cache):
+    """A Ray grid used to report a too-large --query from inside a task, after the shared
+    pre-training had run; run_grid checks every cell's shape in the driver first."""
+    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.errors import BenchError
+    from bench.grid import RunOptions, run_grid
+
+    class Executor:
+        ran = False
+
+        def run(self, jobs, options, record):
+            Executor.ran = True
+
+    train = TrainConfig(episodes=10, query=3, val_every=0, pretrain_epochs=1)
+    good = Cell(MethodSpec("protonet"), "glyphs", (("instances", "8"),), 5, 1, 3, 10, 0, train)
+    bad = Cell(MethodSpec("cosine"), "glyphs", (("instances", "8"),), 5, 1, 15, 10, 0, train)
+    options = RunOptions(out_dir=tmp_path, cache_dir=glyph_cache)
+    with pytest.raises(BenchError, match=r"shot\+query=1\+15 is more than the 8 images"):
+        run_grid([good, bad], options, executor=Executor())
+    assert not Executor.ran and not (tmp_path / "pretrained").exists()
