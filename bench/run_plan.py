@@ -296,6 +296,14 @@ def print_summary(cells, outcome, options: RunOptions, seconds: float) -> None:
         click.echo(f"failed: {cell.describe()}: {message}")
 
 
+def training_seconds(rows) -> float:
+    """The training time of a method's rows, each training counted once: cells that share a
+    model (a 1-shot model tested at 5-shot too) carry the same training's seconds."""
+    keys = [column for column in ("seed", "train_way", "train_shot", "train_query",
+                                  "train_episodes", "train_seconds") if column in rows]
+    return float(rows.drop_duplicates(keys)["train_seconds"].sum())
+
+
 def summary_tables(frame) -> list:
     """One rich table per (training dataset, tested dataset, way): methods × shots; several
     seeds: one line per seed."""
@@ -324,6 +332,6 @@ def summary_tables(frame) -> list:
             for shot in shots:
                 hit = rows[rows["shot"] == shot].sort_values("seed")
                 texts.append("\n".join(f"{r.acc:.2f} ± {r.ci95:.2f}" for r in hit.itertuples()))
-            table.add_row(escape(str(method)), *texts, f"{rows['train_seconds'].sum():.0f} s")
+            table.add_row(escape(str(method)), *texts, f"{training_seconds(rows):.0f} s")
         tables.append(table)
     return tables

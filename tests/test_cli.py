@@ -260,3 +260,18 @@ def test_summary_table_fits_80_columns_one_line_per_seed():
     assert "trm [train.shot=5]" in text  # brackets are not eaten as markup
     for row in frame.itertuples():  # every seed's number whole, never cut
         assert f"{row.acc:.2f} ± {row.ci95:.2f}" in text
+
+
+def test_summary_train_time_counts_a_shared_model_once():
+    """A 1-shot model tested at 1- and 5-shot is one training: its seconds count once; two
+    trainings (one per shot) count twice."""
+    import pandas as pd
+
+    from bench.run_plan import training_seconds
+
+    shared = pd.DataFrame({"seed": [0, 0], "train_way": [5, 5], "train_shot": [1, 1],
+                           "train_query": [15, 15], "train_episodes": [1500, 1500],
+                           "train_seconds": [1234.0, 1234.0], "shot": [1, 5]})
+    assert training_seconds(shared) == 1234.0
+    assert training_seconds(shared.assign(train_shot=[1, 5], train_seconds=[100.0, 300.0])) \
+        == 400.0
