@@ -19,7 +19,7 @@ import torch
 from bench import checkpoint, results
 from bench.config import Cell
 from bench.data import DatasetAdapter
-from bench.env import git_state, machine
+from bench.env import code_state, machine
 from bench.episodes import EpisodeSampler, check_episode_shape, fixed_episodes
 from bench.errors import BenchError
 from bench.interrupt import STOP, Stopped
@@ -266,7 +266,7 @@ def validation(model, adapter: DatasetAdapter, cell: Cell, device):
 def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: dict,
              eval_seconds: float, options: RunOptions) -> dict:
     acc, ci95 = mean_ci(accuracies, options.ci_method)
-    commit, dirty = git_state()
+    commit, dirty = code_state()
     resolved = cell.resolved()
     return {
         "method": cell.method.label, "dataset": cell.tested_dataset,

@@ -43,3 +43,16 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again(monkeypatch):
     monkeypatch.setenv("FEWSHOT_BENCH_SYSTEM_MALLOC", "1")
     applied, faults = probe("keep", dict(os.environ))
     assert not applied and faults > 5 * PAGES_PER_TENSOR
+
+
+def test_rows_name_the_commit_the_run_started_from(monkeypatch):
+    """A run of hours writes its last rows after the checkout moved on: the rows keep the
+    commit recorded at the start (bench run calls record_code_state first)."""
+    from bench import env
+
+    monkeypatch.setattr(env, "_AT_START", None)
+    monkeypatch.setattr(env, "git_state", lambda: ("aaaa", False))
+    assert env.code_state() == ("aaaa", False)
+    env.record_code_state()
+    monkeypatch.setattr(env, "git_state", lambda: ("bbbb", True))
+    assert env.code_state() == ("aaaa", False)
