@@ -36,21 +36,6 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
-_AT_START: tuple[str, bool] | None = None
-
-
-def record_code_state() -> None:
-    """Remember the checkout's (commit, dirty) as the run starts: the code a long run executes
-    is what it imported then, not what the checkout holds when a cell finishes hours later."""
-    global _AT_START
-    _AT_START = git_state()
-
-
-def code_state() -> tuple[str, bool]:
-    """(commit, dirty) recorded when this process's run started, else the checkout's now."""
-    return _AT_START if _AT_START is not None else git_state()
-
-
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
     try:

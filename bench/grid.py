@@ -19,7 +19,7 @@ import torch
 from bench import checkpoint, results
 from bench.config import Cell
 from bench.data import DatasetAdapter
-from bench.env import code_state, machine
+from bench.env import git_state, machine
 from bench.episodes import EpisodeSampler, check_episode_shape, fixed_episodes
 from bench.errors import BenchError
 from bench.interrupt import STOP, Stopped
@@ -73,6 +73,9 @@ class RunOptions:
     test_data_root: Path | None = None  # root of --test-dataset (cross-domain cells)
     models_from: Path | None = None  # DIR whose models/ cross-domain cells read (default storage)
     storage: Path | None = None  # models/, checkpoints/, locks/ (default out_dir; for workers)
+    # (commit, dirty) of the checkout when the run started, written into every row (workers
+    # too): a run of hours executes the code it imported then, whatever HEAD is when it ends
+    code_state: tuple[str, bool] | None = None
 
     @property
     def storage_dir(self) -> Path:
@@ -110,13 +113,19 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
     jobs, outcome.skipped = plan_jobs(cells, set(finished), options.force)
     # Every cell's episode shape before any training or pre-training starts, on either executor
     # (a Ray task would report it only after the shared preparations had run).
-    checked = adapters if executor is None else {}  # the driver keeps no data for Ray
     for job in jobs:
         for cell in job.cells if job.trains else ():
             with STOP.phase(f"checking {cell.describe()}"):
-                check_cell(cell, adapter_for(cell, options, checked))
-    del checked
+                try:
+                    adapter = adapter_for(cell, options, adapters)
+                    adapter.load("train"), adapter.load("test")
+                except BenchError:
+                    if executor is None:
+                        raise
+                    continue  # data only the workers reach: their tasks check it
+                check_cell(cell, adapter)
     if executor is not None:
+        adapters.clear()  # the driver keeps no images while the workers train
         executor.run(jobs, options, lambda result: record(result, options, outcome))
         return outcome
 
@@ -266,7 +275,7 @@ def validation(model, adapter: DatasetAdapter, cell: Cell, device):
 def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: dict,
              eval_seconds: float, options: RunOptions) -> dict:
     acc, ci95 = mean_ci(accuracies, options.ci_method)
-    commit, dirty = code_state()
+    commit, dirty = options.code_state or git_state()
     resolved = cell.resolved()
     return {
         "method": cell.method.label, "dataset": cell.tested_dataset,

@@ -106,7 +106,7 @@ PRESETS: dict[str, dict] = {
                  "augmentation on: 40 passes over a small set), then one 5-way 1-shot 15-query "
                  "episodic model per method, 3000 episodes, best of 3 validations on 200 "
                  "episodes, tested at 1- and 5-shot on 2,000 episodes of 15 queries (budget: "
-                 "results/reference/cub-cpu/README.md)",
+                 "the README's CUB section)",
         "options": {**_CUB, "methods": "protonet(temperature=64),cosine,trm",
                     "train_way": "5", "train_shot": "1", "train_query": "15",
                     "train_episodes": "3000", "lr_step": 2000, "lr_gamma": 0.5,
@@ -157,6 +157,16 @@ def apply_preset(name: str | None, options: dict, explicit: set[str]) -> dict:
         raise BenchError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     merged = dict(options)
     for key, value in PRESETS[name]["options"].items():
-        if key not in explicit:
+        if key == "dataset_options" and key in explicit:
+            merged[key] = merged_dataset_options(value, options[key])
+        elif key not in explicit:
             merged[key] = value
     return merged
+
+
+def merged_dataset_options(preset: tuple[str, ...], given: tuple[str, ...]) -> tuple[str, ...]:
+    """The preset's -D KEY=VALUE options with the user's added, the user's value winning for a
+    key both set: `--preset mini-cpu -D source=csv` keeps the preset's augment=off."""
+    keys = {item.split("=", 1)[0].strip() for item in given}
+    return tuple(item for item in preset if item.split("=", 1)[0].strip() not in keys) + \
+        tuple(given)

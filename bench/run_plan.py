@@ -13,7 +13,7 @@ import click
 from bench.config import Cell, TrainConfig, parse_assignments, parse_methods
 from bench.cross_domain import check_cross_cells
 from bench.data import data_root
-from bench.env import record_code_state
+from bench.env import git_state
 from bench.errors import BenchError
 from bench.grid import RunOptions, run_grid
 from bench.interrupt import STOP, Stopped
@@ -241,7 +241,7 @@ def execute(cells: list[Cell], options: RunOptions, threads: int | None = None,
     from bench import results
     from bench.progress import announce_cache_builds, live_progress, progress_for
 
-    record_code_state()  # rows name the commit this run started from (bench.env.code_state)
+    options = replace(options, code_state=git_state())  # the rows name the commit started from
     if threads:
         torch.set_num_threads(check_threads(threads))
     if executor is None:  # with Ray the workers hold the GPUs, the driver may have none

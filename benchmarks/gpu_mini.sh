@@ -23,6 +23,7 @@
 # Between calls, here, for each set S: mkdir -p .device/S && tar xzf OUT/results-S.tgz -C .device/S
 #   && tar xzf OUT/state-S.tgz -C .device   (then carry .device/S along with the next call)
 # Dry run on a CPU (a few episodes, checks the plumbing): DRY=1 bash benchmarks/gpu_mini.sh
+#   (DRY_OUT=DIR: the folder that gets one sub-folder per set; default $OUT)
 set -uo pipefail
 LIMIT=${LIMIT:-540}
 PARTS=${PARTS:-protonet trm cosine}
@@ -37,7 +38,6 @@ if [ -z "$DATA" ]; then
     [ -d "$candidate" ] && DATA=$candidate && break
   done
 fi
-[ -n "$DATA" ] || { echo "no miniImageNet: set DATA=DIR (images/ + CSVs, or pickles)" >&2; exit 2; }
 CUB_DATA=${CUB_DATA:-}
 if [ -z "$CUB_DATA" ]; then
   for candidate in "$root/.device/cub" "$root/shared/data/cub" "$root/../shared/data/cub"; do
@@ -45,6 +45,9 @@ if [ -z "$CUB_DATA" ]; then
   done
 fi
 SETS=${SETS:-mini-snell cub-chen}
+for set_name in $SETS; do  # refused before any work: a typo must not lose a 10-minute call
+  case $set_name in mini-snell|cub-chen) ;; *) echo "unknown set $set_name; valid: mini-snell cub-chen" >&2; exit 2 ;; esac
+done
 if [ -n "$DRY" ]; then  # this checkout's venv, a few episodes on the CPU
   python=$root/.venv/bin/python
   device=(--device cpu --threads 1 --train-episodes 4 --val-every 2 --val-episodes 5
@@ -69,28 +72,31 @@ export PYTHONUNBUFFERED=1
 start=$(date +%s)
 left() { echo $(( LIMIT - ($(date +%s) - start) )); }
 
-# Decode the images into the cache once, before the two processes of a method would both build it.
-"$python" - "$DATA" "$CUB_DATA" <<'PY' || exit 1
+# Decode a set's images into the cache once, before the two processes of a method would both
+# build it; a set whose data is missing or does not load is skipped, the others still run.
+decode() {
+  "$python" - "$1" "$2" <<'PY'
 import sys
 from pathlib import Path
 from bench.registry import DATASETS
-for name, root in (("mini-imagenet", sys.argv[1]), ("cub", sys.argv[2])):
-    if not root:
-        print(name, "not found: its set is skipped")
-        continue
-    adapter = DATASETS.get(name)(DATASETS.get(name).Config(), Path(root))
-    for split in ("train", "val", "test"):
-        print(name, split, adapter.load(split).n_classes, "classes")
+name, root = sys.argv[1], sys.argv[2]
+adapter = DATASETS.get(name)(DATASETS.get(name).Config(), Path(root))
+for split in ("train", "val", "test"):
+    print(name, split, adapter.load(split).n_classes, "classes")
 PY
-echo "cache ready after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
+}
 
 for set_name in $SETS; do
   case $set_name in
-    mini-snell) data=$DATA ;;
-    cub-chen) data=$CUB_DATA ;;
-    *) echo "unknown set $set_name" >&2; exit 2 ;;
+    mini-snell) data=$DATA dataset=mini-imagenet ;;
+    cub-chen) data=$CUB_DATA dataset=cub ;;
   esac
-  [ -n "$data" ] || continue
+  [ "$(left)" -gt 30 ] || break
+  if [ -z "$data" ] || ! decode "$dataset" "$data"; then
+    echo "$set_name: no loadable $dataset data (${data:-not found}); skipped" | tee -a "$OUT/wall.txt"
+    continue
+  fi
+  echo "$set_name: cache ready after $(( $(date +%s) - start )) s" | tee -a "$OUT/wall.txt"
   out=$outs/$set_name
   for method in $PARTS; do
     seconds=$(left)
@@ -105,7 +111,7 @@ for set_name in $SETS; do
       | tee -a "$OUT/wall.txt"
   done
 done
-tail -n 4 "$OUT"/run-*.log
+for log in "$OUT"/run-*.log; do [ -f "$log" ] && tail -n 4 "$log"; done
 # Results and resumable state come back separately: the returned files have a size limit.
 for set_name in $SETS; do
   out=$outs/$set_name
@@ -113,5 +119,5 @@ for set_name in $SETS; do
   tar czf "$OUT/results-$set_name.tgz" -C "$out" --exclude=./models --exclude=./checkpoints \
     --exclude=./locks --exclude=./pretrained .
   tar czf "$OUT/state-$set_name.tgz" -C "$outs" "$set_name/checkpoints" "$set_name/models" \
-    2>/dev/null || true
+    "$set_name/pretrained" 2>/dev/null || true
 done

@@ -7,10 +7,13 @@ One arm per call: train one model with the harness's own pieces (`bench.runner.t
 pairwise, episode by episode, and the test split stays unseen. Appends one row to
 ``OUT/pilot.csv`` and the per-episode accuracies to ``OUT/pilot/<arm>.npy``.
 
-``--pretrain-epochs N`` first trains the backbone as a plain classifier over the 64 base classes
+``--pretrain-epochs N`` first trains the backbone as a plain classifier over all base classes
 (`bench.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch ``--pretrain-batch``, Adam
 ``--lr``, the same augmentation), inside the same CPU budget; the episodic training then uses
-what is left of it (none when the epochs take it all: the arm is then pre-training alone).
+what is left of it (none when the epochs take it all: the arm is then pre-training alone, and
+its row's CPU seconds say by how much it overran; the epochs are never cut short). It cannot be
+combined with ``--normalize on`` (pre-training would see other inputs than the episodes).
+With ``--dataset cub`` give ``--data-root`` and ``--out`` too (their defaults are miniImageNet's).
 
 ``--normalize on`` standardises the input per channel with the training split's mean and std
 (wrapped around the model's ``embed``, train and evaluation alike); the harness has no such option.
@@ -82,6 +85,9 @@ def normalized(model, images: torch.Tensor) -> None:
 
 
 def run_arm(args: argparse.Namespace, command: str) -> dict:
+    if args.pretrain_epochs and args.normalize == "on":
+        raise SystemExit("--pretrain-epochs with --normalize on: pre-training sees raw pixels; "
+                         "pilot them in separate arms")
     torch.set_num_threads(args.threads)
     adapter_class = DATASETS.get(args.dataset)
     adapter = adapter_class(adapter_class.Config(), root=Path(args.data_root),

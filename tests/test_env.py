@@ -45,14 +45,19 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again(monkeypatch):
     assert not applied and faults > 5 * PAGES_PER_TENSOR
 
 
-def test_rows_name_the_commit_the_run_started_from(monkeypatch):
-    """A run of hours writes its last rows after the checkout moved on: the rows keep the
-    commit recorded at the start (bench run calls record_code_state first)."""
-    from bench import env
+def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    """A run of hours writes its last rows after the checkout moved on: rows keep the commit
+    that bench run recorded in its RunOptions at the start (they travel to Ray workers too)."""
+    import numpy as np
 
-    monkeypatch.setattr(env, "_AT_START", None)
-    monkeypatch.setattr(env, "git_state", lambda: ("aaaa", False))
-    assert env.code_state() == ("aaaa", False)
-    env.record_code_state()
-    monkeypatch.setattr(env, "git_state", lambda: ("bbbb", True))
-    assert env.code_state() == ("aaaa", False)
+    from bench import grid
+    from bench.config import Cell, MethodSpec, TrainConfig
+
+    monkeypatch.setattr(grid, "git_state", lambda: ("bbbb", True))
+    trained = {"best_episode": 1, "train_seconds": 1.0}
+    cell = Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 3, 10, 0, TrainConfig(episodes=1))
+    options = grid.RunOptions(out_dir=tmp_path, code_state=("aaaa", False))
+    row = grid.make_row(cell, np.ones(10), "hash", trained, 0.0, options)
+    assert (row["commit"], row["dirty"]) == ("aaaa", False)
+    row = grid.make_row(cell, np.ones(10), "hash", trained, 0.0, grid.RunOptions(out_dir=tmp_path))
+    assert (row["commit"], row["dirty"]) == ("bbbb", True)

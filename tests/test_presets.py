@@ -118,3 +118,15 @@ def test_mini_cpu_shares_one_1_shot_model_per_method(tmp_path):
     assert {(c.train.pretrain_epochs, c.train.pretrain_batch, c.train.episodes) for c in cells} \
         == {(8, 64, 1500)}
     assert all(dict(cell.dataset_params) == {"augment": "off"} for cell in cells)
+
+
+def test_dataset_options_add_to_the_presets_own(tmp_path):
+    """`-D` adds to a preset's dataset options (it used to replace them: `--preset mini-cpu -D
+    source=csv` trained with augmentation on, under other ids than the committed models)."""
+    plain, _ = plan_cells(options_for(["--preset", "mini-cpu"], tmp_path))
+    same, _ = plan_cells(options_for(["--preset", "mini-cpu", "-D", "source=auto"], tmp_path))
+    assert [c.training_id for c in same] == [c.training_id for c in plain]
+    other, _ = plan_cells(options_for(["--preset", "mini-cpu", "-D", "source=csv"], tmp_path))
+    assert all(dict(c.dataset_params) == {"augment": "off", "source": "csv"} for c in other)
+    on, _ = plan_cells(options_for(["--preset", "mini-cpu", "-D", "augment=on"], tmp_path))
+    assert all(dict(c.dataset_params).get("augment", "on") == "on" for c in on)
