@@ -85,6 +85,7 @@ def bars_figure(summary, key: dict, colors: dict | None = None):
     """Grouped bars per dataset (one bar per method, 95% CI whiskers); ``key``: {"way", "shot"}."""
     colors = colors or method_colors(summary["method"])
     table = summary[(summary["way"] == key["way"]) & (summary["shot"] == key["shot"])]
+    table = table.assign(dataset=bar_groups(table))
     datasets = sorted(table["dataset"].unique())
     methods = sorted(table["method"].unique())
     width = 0.8 / len(methods)
@@ -104,6 +105,17 @@ def bars_figure(summary, key: dict, colors: dict | None = None):
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend(title="method", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return figure
+
+
+def bar_groups(table):
+    """Each row's group on the x axis: its dataset, with the split where one dataset has rows
+    under several splits (miniImageNet with and without augmentation), so no method has two
+    bars at one place."""
+    if "split" not in table:
+        return table["dataset"]
+    splits = table.groupby("dataset")["split"].transform("nunique")
+    return table["dataset"].where(splits <= 1,
+                                  table["dataset"] + " (" + table["split"].astype(str) + ")")
 
 
 def read_logs(frame) -> dict:

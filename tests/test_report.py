@@ -278,3 +278,13 @@ def test_cross_domain_rows_are_their_own_dataset_in_reports():
     labels = pooling_rows(frame, ["dataset", "split", "way", "method", "backbone", "shot"])
     assert labels["dataset"].tolist() == ["mini-imagenet→cub", "cub", "omniglot"]
     assert labels["method"].tolist() == ["protonet"] * 3
+
+
+def test_bars_of_one_dataset_under_two_splits(frame, tmp_path):
+    """One method on one dataset under two splits (mini-imagenet with and without augmentation)
+    used to fail the bar figure (duplicate labels): each split is a group of its own."""
+    other = frame.assign(split="standard (augment=off)", cell_id=frame["cell_id"] + "x")
+    paths = plots.write_plots(pd.concat([frame, other], ignore_index=True), tmp_path)
+    assert any(path.name == "bars_5way_1shot.png" for path in paths)
+    groups = plots.bar_groups(pd.concat([frame, other], ignore_index=True))
+    assert groups.nunique() == 2 * frame["dataset"].nunique()
