@@ -125,7 +125,7 @@ PRESETS: dict[str, dict] = {
                     "lr_gamma": 0.5, "val_every": 1000, "val_episodes": 500},
     },
     "mini-cpu": {
-        "about": "miniImageNet CPU reference set, about 1.6 h of 2 cores (bench run resumes it): "
+        "about": "miniImageNet CPU reference set, about 2 h of 2 cores (bench run resumes it): "
                  "protonet with FEAT's logit temperature 64, cosine and trm, each backbone first "
                  "pre-trained as a 64-class classifier (8 epochs, batch 64, Adam 1e-3; shared by "
                  "cosine and trm, which both use Conv-64F), then one 5-way 1-shot 15-query "
