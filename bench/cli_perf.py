@@ -13,8 +13,8 @@ import click
 @click.option("--quick", is_flag=True,
               help="Fewer episodes and repeats (same files, same columns): ≤ 5 min on 2 cores.")
 @click.option("--out", "out_dir", default="runs/perf", show_default=True, type=click.Path(),
-              help="Folder for eval.csv, train.csv, trm_head.csv, train84.csv, train28.csv and checks.csv (the committed "
-                   "reference files are in results/perf).")
+              help="Folder for eval.csv, train.csv, trm_head.csv, train84.csv, train28.csv and "
+                   "checks.csv (the committed reference files are in results/perf).")
 @click.option("--dataset", default=None,
               help="Dataset to evaluate and train on [default: omniglot when a data root is set "
                    "and holds it, else glyphs].")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -63,14 +63,14 @@ FULL = PerfSettings()
 # ≤ 5 minutes on 2 cores: one shot, 2,000 instead of 10,000 cached episodes, untrained models
 # (equal accuracies are what is checked), shorter training blocks, single head calls when large,
 # 84×84 training steps at the precision `bench run` would use only, 3 timed steps each.
+_QUICK84 = Train84Plan(methods=("protonet", "cosine", "trm"), precisions=("auto",), warmup=2,
+                       steps=3)
 QUICK = PerfSettings(
     eval=EvalPlan(shots=(1,), counts=(600, 2000), per_episode=30, train_episodes=0),
     train=TrainShape(block=10, blocks=4),
     head=HeadGrid(max_repeats=3, flop_budget=1e11),
-    train84=Train84Plan(methods=("protonet", "cosine", "trm"), precisions=("auto",), warmup=2,
-                        steps=3),
-    train28=Train84Plan(size=28, channels=1, methods=("protonet", "cosine", "trm"),
-                        precisions=("auto",), warmup=2, steps=3),
+    train84=_QUICK84,
+    train28=replace(_QUICK84, size=TRAIN28.size, channels=TRAIN28.channels),
 )
 QUICK_METHODS = "protonet,cosine,trm"  # --quick's default --methods
 

@@ -134,7 +134,8 @@ PRESETS: dict[str, dict] = {
                  "(Ravi split, 84×84; bf16 where native). The pilot's choices: "
                  "results/reference/mini-imagenet-cpu/PILOT.md",
         "options": {**_MINI, "methods": "protonet(temperature=64),cosine,trm",
-                    "dataset_options": ("augment=off",), "train_way": "5", "train_shot": "1", "train_query": "15",
+                    "dataset_options": ("augment=off",), "train_way": "5", "train_shot": "1",
+                    "train_query": "15",
                     "train_episodes": "1500", "lr_step": 2000, "lr_gamma": 0.5,
                     "val_every": 500, "val_episodes": 200, "pretrain_epochs": 8,
                     "pretrain_batch": 64, "threads": 2},

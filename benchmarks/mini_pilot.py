@@ -46,7 +46,8 @@ from bench.stats import mean_ci
 
 CPU = torch.device("cpu")
 FIELDS = ["arm", "method", "train_way", "train_query", "lr", "augment", "normalize",
-          "pretrain_epochs", "pretrain_batch", "pretrain_cpu_seconds", "precision", "cpu_seconds", "wall_seconds", "episodes", "last50_train_acc",
+          "pretrain_epochs", "pretrain_batch", "pretrain_cpu_seconds", "precision",
+          "cpu_seconds", "wall_seconds", "episodes", "last50_train_acc",
           "val_episodes", "val_acc", "val_ci95", "command"]
 
 
