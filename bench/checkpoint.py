@@ -66,7 +66,8 @@ def load_model(path: Path, cell: Cell, model, train_data: str | None = None) -> 
         raise BenchError(f"trained model {path} was trained on other files of {cell.dataset} "
                          "than these; pass another --out, or --force to retrain")
     model.load_state_dict(payload["model"])
-    return {key: payload[key] for key in ("best_episode", "log", "train_seconds")}
+    return {**{key: payload[key] for key in ("best_episode", "log", "train_seconds")},
+            "train_data": stored or ""}
 
 
 def stored_data_shape(path: Path, cell: Cell) -> dict:

@@ -139,18 +139,28 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
 
 
 def check_same_data(cells: list[Cell], finished: dict[str, dict], adapter, out_dir: Path) -> None:
-    """Finished cells are reused only if measured on the same test data: their stored
-    episodes_hash (which hashes the test split's content) must be what the data now gives."""
+    """Finished cells are reused only if measured on the same test data and trained on the same
+    training data: their stored episodes_hash (which hashes the test split's content) and
+    train_data (the training split's fingerprint; rows written before schema 3 have none) must
+    be what the data now gives."""
     for cell in cells:
+        row = finished[cell.cell_id]
         with STOP.phase(f"checking the finished {cell.describe()}"):
             test_set = adapter(cell).load("test")
             now = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
                                  cell.seed).hash
-        stored = finished[cell.cell_id].get("episodes_hash")
+            trained_on = row.get("train_data")
+            train_now = adapter(cell).load("train").fingerprint() if trained_on else ""
+        stored = row.get("episodes_hash")
         if stored and stored != now:
             raise BenchError(f"{results.results_path(out_dir)} holds {cell.describe()} measured "
                              f"on other files of {cell.dataset} than these (episodes_hash "
                              f"{stored}, now {now}); pass another --out, or --force to redo it")
+        if trained_on and trained_on != train_now:
+            raise BenchError(f"{results.results_path(out_dir)} holds {cell.describe()} trained "
+                             f"on other training files of {cell.dataset} than these (train_data "
+                             f"{trained_on}, now {train_now}); pass another --out, or --force to "
+                             "redo it")
 
 
 def check_cell(cell: Cell, adapter: DatasetAdapter) -> None:
@@ -205,10 +215,11 @@ def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
         pretrained = pretrain_into(model, cell, train_set, options.storage_dir, device,
                                    adapter.train_augmentation(), should_stop, False, progress)
         trained = {**train_cell(cell, model, adapter, options, progress, should_stop, retrain),
-                   **(pretrained or {}), "data_shape": data_shape(train_set)}
+                   **(pretrained or {}), "data_shape": data_shape(train_set),
+                   "train_data": train_data}
         trained["train_seconds"] += trained.get("pretrain_seconds", 0.0)  # shared, counted whole
         with STOP.phase(f"saving the model of {cell.describe()}", defer=True):
-            checkpoint.save_model(stored, cell, model, {**trained, "train_data": train_data})
+            checkpoint.save_model(stored, cell, model, trained)
     return model, trained
 
 
@@ -289,7 +300,8 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
         "precision": cell.train.precision,
         "best_episode": trained["best_episode"],
         "train_seconds": round(trained["train_seconds"], 2), "eval_seconds": round(eval_seconds, 2),
-        "episodes_hash": episodes_hash, "commit": commit, "dirty": dirty,
+        "episodes_hash": episodes_hash, "train_data": trained.get("train_data", ""),
+        "commit": commit, "dirty": dirty,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **{key: value for key, value in machine(options.device).items() if key != "cores"},
         "cell_id": cell.cell_id, "schema_version": results.SCHEMA_VERSION,

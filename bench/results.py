@@ -27,18 +27,21 @@ from bench.errors import BenchError
 
 # 2: `train_dataset` (the dataset the model was trained on; `dataset` is the one tested on, they
 # differ in cross-domain rows). Rows of schema 1 read as train_dataset = dataset.
-SCHEMA_VERSION = 2
+# 3: `train_data` (the training split's fingerprint, bench.data.ImageSet.fingerprint), so a finished
+# cell is reused only if its model was trained on the files the data now gives; older rows read as
+# "" (not known, not checked).
+SCHEMA_VERSION = 3
 
 COLUMNS = [
     "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
     "acc", "ci95", "ci_method", "seed", "train_dataset", "train_episodes", "train_way",
     "train_shot", "train_query", "precision", "best_episode", "train_seconds", "eval_seconds",
-    "episodes_hash",
+    "episodes_hash", "train_data",
     "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
     "cell_id", "schema_version", "config",
 ]
-# Columns added after schema 1, and the column whose value they take in older rows.
-ADDED_COLUMNS = {"train_dataset": "dataset"}
+# Columns added after schema 1, and the column whose value they take in older rows (None: empty).
+ADDED_COLUMNS = {"train_dataset": "dataset", "train_data": None}
 TIMING_COLUMNS = ("train_seconds", "eval_seconds", "timestamp", "host", "cpu", "threads", "device")
 
 
@@ -171,7 +174,7 @@ def upgraded(path: Path, text: str) -> str:
     writer.writeheader()
     for row in reader:
         for column, source in ADDED_COLUMNS.items():
-            row.setdefault(column, row.get(source, ""))
+            row.setdefault(column, row.get(source, "") if source else "")
         writer.writerow({column: row.get(column, "") for column in COLUMNS})
     return buffer.getvalue()
 
@@ -306,7 +309,8 @@ def load(paths: Iterable[str | Path] | str | Path):
                              f"reads ({SCHEMA_VERSION}); upgrade fewshot-bench")
         for column, source in ADDED_COLUMNS.items():  # rows of an older schema
             old = frame[column] if column in frame else None
-            frame[column] = frame[source] if old is None else old.fillna(frame[source])
+            fill = frame[source] if source else ""
+            frame[column] = fill if old is None else old.astype(object).where(old.notna(), fill)
         frame["source_dir"] = str(path.resolve().parent)  # a symlinked results.csv works too
         frames.append(frame)
     if not frames:

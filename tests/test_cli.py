@@ -228,6 +228,28 @@ def test_finished_cells_measured_on_other_files_are_not_reused(tmp_path, capsys,
     assert list(pd.read_csv(out / "results.csv")["episodes_hash"]) == [good]
 
 
+def test_finished_cells_trained_on_other_files_are_not_reused(tmp_path, capsys, monkeypatch,
+                                                              glyph_cache):
+    """The same for the training split: a finished cell whose stored train_data (the training
+    split's fingerprint) is not what the data gives now is refused; a row written before the
+    column existed (empty) is reused, as before."""
+    out = tmp_path / "retrained"
+    args = ["run", "--methods", "protonet", "--shots", "1", *TINY, "--out", str(out)]
+    assert run_main(args, capsys, monkeypatch, glyph_cache)[0] == 0
+    frame = pd.read_csv(out / "results.csv", dtype={"train_data": str})
+    good = frame["train_data"].iloc[0]
+    assert isinstance(good, str) and len(good) == 16
+    frame.assign(train_data="fedcba9876543210").to_csv(out / "results.csv", index=False)
+    code, captured = run_main(args, capsys, monkeypatch, glyph_cache)
+    assert code == 2 and "Traceback" not in captured.err
+    assert "trained on other training files of glyphs than these (train_data " \
+           f"fedcba9876543210, now {good}); pass another --out, or --force to redo it" \
+           in captured.err
+    frame.assign(train_data="").to_csv(out / "results.csv", index=False)
+    code, captured = run_main(args, capsys, monkeypatch, glyph_cache)
+    assert code == 0 and "1 already finished" in captured.out, captured.out
+
+
 def test_bench_alone_prints_its_help(capsys, monkeypatch, glyph_cache):
     code, captured = run_main([], capsys, monkeypatch, glyph_cache)
     assert code == 0 and captured.err == ""
