@@ -55,8 +55,9 @@ class Preparation:
     function: Callable
     args: tuple = ()
 
-    def run(self) -> None:
-        self.function(*self.args)
+    def run(self, **local) -> None:
+        """``local``: what only an in-process caller can pass (the process's dataset cache)."""
+        self.function(*self.args, **local)
 
 
 def preparations(job: Job, options: RunOptions) -> tuple[Preparation, ...]:
@@ -99,7 +100,7 @@ def run_job(job: Job, options: RunOptions, adapters: dict,
     if job.trains:
         for preparation in preparations(job, options):
             with STOP.phase(f"preparing {preparation.label}"):
-                preparation.run()
+                preparation.run(adapters=adapters)
     for index, cell in enumerate(job.cells):
         STOP.check()
         progress = progress_for(cell) if progress_for else Progress()

@@ -209,14 +209,17 @@ def preparation_key(cell: Cell) -> str:
     return "pretrain-" + digest(identity(cell, classifier, train_data=""))
 
 
-def prepare(cell: Cell, options, retrain: bool = False) -> None:
+def prepare(cell: Cell, options, retrain: bool = False, adapters: dict | None = None) -> None:
     """Pre-train ``cell``'s backbone into the storage directory unless it is stored (then this
     returns after loading it): the step that bench.jobs runs once before the trainings that share
-    it, inline on the local path and as its own task on Ray."""
-    from bench.grid import load_adapter
+    it, inline on the local path (``adapters``: the process's dataset cache, so the training
+    split is loaded once for the pre-training and the trainings after it) and as its own task on
+    Ray."""
+    from bench.grid import adapter_for, load_adapter
     from bench.runner import build_model, data_shape
 
-    adapter = load_adapter(cell, options)
+    adapter = adapter_for(cell, options, adapters) if adapters is not None else \
+        load_adapter(cell, options)
     train_set = adapter.load("train")
     model = build_model(cell, adapter.channels, **data_shape(train_set))
     device = torch.device(options.device)

@@ -59,3 +59,23 @@ def test_bad_episode_shape_is_refused_before_any_job_reaches_an_executor(tmp_pat
     with pytest.raises(BenchError, match=r"shot\+query=1\+15 is more than the 8 images"):
         run_grid([good, bad], options, executor=Executor())
     assert not Executor.ran and not (tmp_path / "pretrained").exists()
+
+
+def test_the_local_loop_loads_the_training_split_once_for_pretraining_and_training(
+        tmp_path, glyph_cache, monkeypatch):
+    """The pre-training preparation and the training after it share the process's dataset
+    cache (it used to build an adapter of its own and load the training split twice)."""
+    from bench.grid import RunOptions, run_grid
+    from bench.registry import DATASETS
+
+    loads = []
+    adapter_class = DATASETS.get("glyphs")
+    real = adapter_class.load_split
+    monkeypatch.setattr(adapter_class, "load_split",
+                        lambda self, split: loads.append(split) or real(self, split))
+    train = TrainConfig(episodes=2, query=3, val_every=0, pretrain_epochs=1, pretrain_batch=64)
+    cells = [Cell(MethodSpec(name), "glyphs", (("instances", "8"),), 5, 1, 3, 4, 0, train)
+             for name in ("protonet", "cosine")]
+    outcome = run_grid(cells, RunOptions(out_dir=tmp_path, cache_dir=glyph_cache))
+    assert len(outcome.rows) == 2 and (tmp_path / "pretrained").is_dir()
+    assert loads.count("train") == 1, loads
