@@ -54,10 +54,15 @@ class Preparation:
     label: str
     function: Callable
     args: tuple = ()
+    takes_adapters: bool = False  # ``function`` accepts the process's dataset cache
 
-    def run(self, **local) -> None:
-        """``local``: what only an in-process caller can pass (the process's dataset cache)."""
-        self.function(*self.args, **local)
+    def run(self, adapters: dict | None = None) -> None:
+        """``adapters``: the caller's dataset cache, passed on where ``function`` takes it and
+        the caller has one (the local loop; a Ray task has none)."""
+        if self.takes_adapters and adapters is not None:
+            self.function(*self.args, adapters=adapters)
+        else:
+            self.function(*self.args)
 
 
 def preparations(job: Job, options: RunOptions) -> tuple[Preparation, ...]:
@@ -71,7 +76,7 @@ def preparations(job: Job, options: RunOptions) -> tuple[Preparation, ...]:
     if not job.trains or not cell.train.pretrain_epochs:
         return ()
     return (Preparation(pretrain.preparation_key(cell), f"the pre-training of {cell.describe()}",
-                        pretrain.prepare, (cell, options, job.retrain)),)
+                        pretrain.prepare, (cell, options, job.retrain), takes_adapters=True),)
 
 
 def plan_jobs(cells: list[Cell], finished: set[str], force: bool) -> tuple[list[Job], list[Cell]]:
