@@ -215,11 +215,10 @@ def prepare(cell: Cell, options, retrain: bool = False, adapters: dict | None = 
     it, inline on the local path (``adapters``: the process's dataset cache, so the training
     split is loaded once for the pre-training and the trainings after it) and as its own task on
     Ray."""
-    from bench.grid import adapter_for, load_adapter
+    from bench.grid import adapter_for
     from bench.runner import build_model, data_shape
 
-    adapter = adapter_for(cell, options, adapters) if adapters is not None else \
-        load_adapter(cell, options)
+    adapter = adapter_for(cell, options, {} if adapters is None else adapters)
     train_set = adapter.load("train")
     model = build_model(cell, adapter.channels, **data_shape(train_set))
     device = torch.device(options.device)
