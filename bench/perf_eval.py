@@ -135,6 +135,17 @@ def method_rows(label: str, model, test_set: ImageSet, dataset: str, shot: int, 
     return rows
 
 
+def matmul_size(device: torch.device, dtype: torch.dtype, size: int = 2048,
+                max_seconds: float = 1.0, probe: int = 512) -> int:
+    """``size``, halved while one ``size``² product would take over ``max_seconds`` at the rate
+    a ``probe``² product shows (never below ``probe``): a dtype the machine only emulates
+    (bf16 at 0.32 GFLOP/s on an AVX2-only CPU: 54 s a 2048² product) is measured smaller."""
+    rate = matmul_gflops(device, probe, repeats=1, dtype=dtype)
+    while size > probe and 2 * size**3 / (rate * 1e9) > max_seconds:
+        size //= 2
+    return size
+
+
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5,
                   dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of one ``size``² matrix product on ``device`` (median of ``repeats``, after a

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.episodes import Episode
-from bench.perf_eval import matmul_gflops
+from bench.perf_eval import matmul_gflops, matmul_size
 from bench.precision import native_bf16, resolve_precision
 from bench.registry import METHODS
 from bench.runner import build_model, make_optimizer, train_step
@@ -49,8 +49,16 @@ class Train84Plan:
 
 
 def matmul_rates(device: torch.device) -> dict[str, float]:
-    """GFLOP/s of a 2048² matrix product in fp32 and in bf16 on ``device``."""
-    return {name: round(matmul_gflops(device, dtype=dtype), 1) for name, dtype in DTYPES.items()}
+    """GFLOP/s of a 2048² matrix product in fp32 and in bf16 on ``device``; a precision whose
+    2048² product would take over a second is measured at the largest power-of-two size whose
+    product does not, by a 512² probe (``size_<precision>``: 512 for emulated bf16 on an AVX2-only
+    CPU)."""
+    rates = {}
+    for name, dtype in DTYPES.items():
+        size = matmul_size(device, dtype)
+        rates[name] = round(matmul_gflops(device, size, dtype=dtype), 1)
+        rates[f"size_{name}"] = size
+    return rates
 
 
 def synthetic_episode(plan: Train84Plan, shot: int) -> tuple[torch.Tensor, Episode]:
@@ -109,6 +117,7 @@ def case_row(method: str, shot: int, precision: str, plan: Train84Plan, device: 
             "way": plan.way, "query": plan.query, "backbone": model.config.backbone,
             "steps": plan.steps, "min_ms": round(min(times), 1), "max_ms": round(max(times), 1),
             "matmul_fp32_gflops": rates["fp32"], "matmul_bf16_gflops": rates["bf16"],
+            "matmul_bf16_size": rates.get("size_bf16", 2048),
             "bf16_native": native_bf16(str(device))}
 
 
@@ -116,9 +125,14 @@ def train84_rows(plan: Train84Plan, device: torch.device, log=lambda message: No
     """Rows ``method, shot, precision, image_size, ms_per_step, gflop_per_step, gflops,
     matmul_gflops`` (+ details) for every method, shot and precision of the plan."""
     rates = matmul_rates(device)
-    log(f"2048² matmul: fp32 {rates['fp32']} GFLOP/s, bf16 {rates['bf16']} GFLOP/s "
-        f"(bf16 native: {native_bf16(str(device))})")
+    sizes = {name: rates.get(f"size_{name}", 2048) for name in DTYPES}
+    log(f"matmul: fp32 {rates['fp32']} GFLOP/s ({sizes['fp32']}²), bf16 {rates['bf16']} GFLOP/s "
+        f"({sizes['bf16']}²; bf16 native: {native_bf16(str(device))})")
     precisions = list(dict.fromkeys(resolve_precision(p, str(device)) for p in plan.precisions))
+    for precision in [p for p in precisions if too_slow(p, rates)]:
+        log(f"{precision} steps skipped: its matmul runs at {rates[precision]} GFLOP/s, "
+            f"under 1/{EMULATED_SLOWDOWN} of fp32's {rates['fp32']} (emulated here)")
+        precisions.remove(precision)
     rows = []
     for precision in precisions:
         for method in plan.methods or episodic_methods():
@@ -127,6 +141,18 @@ def train84_rows(plan: Train84Plan, device: torch.device, log=lambda message: No
                     f"{precision}")
                 rows.append(case_row(method, shot, precision, plan, device, rates))
     return rows
+
+
+# A precision whose matmul runs this many times slower than fp32 is emulated in software (seen:
+# bf16 at 0.32 GFLOP/s against fp32's 86 on an AVX2-only EPYC, 268×): timing every method's
+# steps in it would take hours and say only that. An AVX-512 Xeon without BF16 (33 against
+# 142, 4.3×) is still timed: there bf16 training was 1.5–2.3× slower, worth a row.
+EMULATED_SLOWDOWN = 16
+
+
+def too_slow(precision: str, rates: dict[str, float]) -> bool:
+    """Whether ``precision``'s matmul rate is under 1/EMULATED_SLOWDOWN of fp32's."""
+    return precision != "fp32" and rates[precision] * EMULATED_SLOWDOWN < rates["fp32"]
 
 
 def episodic_methods() -> tuple[str, ...]:

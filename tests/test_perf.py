@@ -264,3 +264,28 @@ def test_train84_default_times_every_registered_method(monkeypatch):
     episodic = [name for name in METHODS.names() if METHODS.get(name).episodic]
     assert [row["method"] for row in rows] == episodic
     assert "baseline" not in episodic and {"protonet", "ctx", "can"} <= set(episodic)
+
+
+@pytest.mark.parametrize(("bf16_rate", "timed"), [(0.32, ["fp32"]), (33.0, ["fp32", "bf16"])])
+def test_train84_skips_a_precision_the_machine_only_emulates(monkeypatch, bf16_rate, timed):
+    """bf16 at 1/268 of fp32's matmul rate (an AVX2-only CPU) is not timed, with a log line;
+    at 1/4.3 (an AVX-512 Xeon without BF16) it is: there its steps were 1.5–2.3× slower."""
+    from bench import perf_train84
+
+    monkeypatch.setattr(perf_train84, "matmul_rates",
+                        lambda device: {"fp32": 142.0 if bf16_rate > 1 else 86.0,
+                                        "bf16": bf16_rate})
+    plan = dataclasses.replace(TINY.train84, methods=("protonet",), shots=(1,),
+                               precisions=("fp32", "bf16"), warmup=0, steps=1)
+    lines = []
+    rows = train84_rows(plan, CPU, lines.append)
+    assert [row["precision"] for row in rows] == timed
+    assert any("bf16 steps skipped" in line for line in lines) == (timed == ["fp32"])
+
+
+def test_matmul_size_shrinks_only_a_product_that_would_be_slow():
+    """2048² where a product fits the time budget; halved, never below the probe, where not."""
+    from bench.perf_eval import matmul_size
+
+    assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e6, probe=64) == 1024
+    assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e-12, probe=64) == 64
