@@ -117,7 +117,7 @@ def case_row(method: str, shot: int, precision: str, plan: Train84Plan, device: 
             "way": plan.way, "query": plan.query, "backbone": model.config.backbone,
             "steps": plan.steps, "min_ms": round(min(times), 1), "max_ms": round(max(times), 1),
             "matmul_fp32_gflops": rates["fp32"], "matmul_bf16_gflops": rates["bf16"],
-            "matmul_bf16_size": rates.get("size_bf16", 2048),
+            "matmul_bf16_size": rates["size_bf16"],
             "bf16_native": native_bf16(str(device))}
 
 
@@ -125,9 +125,8 @@ def train84_rows(plan: Train84Plan, device: torch.device, log=lambda message: No
     """Rows ``method, shot, precision, image_size, ms_per_step, gflop_per_step, gflops,
     matmul_gflops`` (+ details) for every method, shot and precision of the plan."""
     rates = matmul_rates(device)
-    sizes = {name: rates.get(f"size_{name}", 2048) for name in DTYPES}
-    log(f"matmul: fp32 {rates['fp32']} GFLOP/s ({sizes['fp32']}²), bf16 {rates['bf16']} GFLOP/s "
-        f"({sizes['bf16']}²; bf16 native: {native_bf16(str(device))})")
+    log(f"matmul: fp32 {rates['fp32']} GFLOP/s ({rates['size_fp32']}²), bf16 {rates['bf16']} "
+        f"GFLOP/s ({rates['size_bf16']}²; bf16 native: {native_bf16(str(device))})")
     precisions = list(dict.fromkeys(resolve_precision(p, str(device)) for p in plan.precisions))
     for precision in [p for p in precisions if too_slow(p, rates)]:
         log(f"{precision} steps skipped: its matmul runs at {rates[precision]} GFLOP/s, "

@@ -274,7 +274,8 @@ def test_train84_skips_a_precision_the_machine_only_emulates(monkeypatch, bf16_r
 
     monkeypatch.setattr(perf_train84, "matmul_rates",
                         lambda device: {"fp32": 142.0 if bf16_rate > 1 else 86.0,
-                                        "bf16": bf16_rate})
+                                        "bf16": bf16_rate, "size_fp32": 2048,
+                                        "size_bf16": 512})
     plan = dataclasses.replace(TINY.train84, methods=("protonet",), shots=(1,),
                                precisions=("fp32", "bf16"), warmup=0, steps=1)
     lines = []
