@@ -6,7 +6,9 @@ The meta-fusion layer turns the column means of R (one value per query position)
 w = W_2 ReLU(BN(W_1 mean_i R_i·)) (1×1 convolutions m → m/6 → m), and the class attention is
     A^p_i = 1 + softmax_i( mean_j R_ij w_j / τ ),   τ = 0.025,
 weighting P's positions; the query side does the same with Rᵀ. A query's logit for the class is
-7 · cos(GAP(A^q ⊙ Q), GAP(A^p ⊙ P)) (the reference code's scale 7).
+7 · cos(GAP(A^q ⊙ Q), GAP(A^p ⊙ P)) (the reference code's scale 7). R = P̂ᵀQ̂ has rank ≤ C, so
+both sums over it are taken from the unit-norm features and R itself is never formed (at 84×84 it
+would be 375 × 441 × 441 floats a step; forming it made the step 2.8× slower).
 
 Training classifies every position of the attended query map against the attended class means
 (7 · cos, cross-entropy over the episode's classes; the paper's L1). The auxiliary global
@@ -51,11 +53,18 @@ class MetaFusion(nn.Module):
         for conv in (self.squeeze, self.expand):  # the reference initialisation
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / conv.out_channels))
 
-    def forward(self, correlation: torch.Tensor) -> torch.Tensor:
-        """Attention [pairs, m_a] over side a's positions from correlations [pairs, m_a, m_b]."""
-        means = correlation.mean(1).unsqueeze(-1)  # [pairs, m_b, 1]: channels are positions
-        kernel = self.expand(F.relu(self.norm(self.squeeze(means)))).squeeze(-1)
-        weighted = (correlation * kernel.unsqueeze(1)).mean(-1)
+    def forward(self, side: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """Attention [pairs, m_a] over one side's positions, from the correlation map
+        R_ij = side_i · other_j of unit-norm features side [pairs, C, m_a], other [pairs, C, m_b].
+
+        R has rank ≤ C, so it is never formed: mean_i R_ij = (mean_i side_i) · other_j and
+        mean_j R_ij w_j = side_i · (mean_j w_j other_j). At 84×84 R is 75·5 × 441 × 441 floats
+        (292 MB), and the products over it made the training step memory-bound.
+        """
+        means = torch.bmm(side.mean(-1).unsqueeze(1), other).transpose(1, 2)  # [pairs, m_b, 1]
+        kernel = self.expand(F.relu(self.norm(self.squeeze(means))))  # channels are positions
+        pooled = torch.bmm(other, kernel) / other.shape[-1]  # [pairs, C, 1]
+        weighted = torch.bmm(pooled.transpose(1, 2), side).squeeze(1)  # mean_j R_ij w_j
         return F.softmax(weighted / ATTENTION_TEMPERATURE, dim=-1) + 1
 
 
@@ -101,11 +110,14 @@ class CrossAttentionNetwork(FewShotClassifier):
         classes = prototypes(support.flatten(1), support_labels, n_way).view(
             n_way, *support.shape[1:]).flatten(2)
         queries = query.flatten(2)
-        n_query, m = len(queries), queries.shape[-1]
-        correlation = torch.einsum("kci,qcj->qkij", F.normalize(classes, dim=1),
-                                   F.normalize(queries, dim=1)).reshape(-1, m, m)
-        class_attention = self.fusion(correlation).view(n_query, n_way, 1, m)
-        query_attention = self.fusion(correlation.transpose(1, 2)).view(n_query, n_way, 1, m)
+        n_query, (channels, m) = len(queries), queries.shape[1:]
+        pairs = (n_query, n_way, channels, m)  # every (query, class) pair, each side unit-norm
+        unit_classes = F.normalize(classes, dim=1).unsqueeze(0).expand(pairs)
+        unit_queries = F.normalize(queries, dim=1).unsqueeze(1).expand(pairs)
+        unit_classes, unit_queries = (side.reshape(-1, channels, m)
+                                      for side in (unit_classes, unit_queries))
+        class_attention = self.fusion(unit_classes, unit_queries).view(n_query, n_way, 1, m)
+        query_attention = self.fusion(unit_queries, unit_classes).view(n_query, n_way, 1, m)
         return (classes.unsqueeze(0) * class_attention, queries.unsqueeze(1) * query_attention)
 
     @staticmethod
