@@ -16,6 +16,7 @@ the `-T size=N` that fixes it.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from bench.data import DatasetAdapter
 from bench.episodes import check_episode_shape, fixed_episodes
 from bench.errors import BenchError
 from bench.grid import CellResult, RunOptions, load_adapter, make_row
+from bench.precision import PRECISIONS
 from bench.registry import DATASETS
 from bench.runner import Progress, build_model, evaluate
 
@@ -41,9 +43,22 @@ def check_cross_cells(cells: list[Cell], options: RunOptions) -> None:
     if missing:
         cell, more = missing[0], f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         folder = stored_model_path(cell, options).parent
+        other = stored_precision(cell, options)
+        fix = (f"a model trained in {other} is stored there: add --precision {other}" if other
+               else "run the same command without --test-dataset first, or pass --models-from "
+                    "DIR of the run that trained it")
         raise BenchError(f"no trained model for {cell.describe()}{more} in {folder} (training id "
-                         f"{cell.training_id}); run the same command without --test-dataset "
-                         "first, or pass --models-from DIR of the run that trained it")
+                         f"{cell.training_id}); {fix}")
+
+
+def stored_precision(cell: Cell, options: RunOptions) -> str | None:
+    """The other training precision whose model of this cell is stored, if one is: a model
+    trained under `--precision auto` on another machine may be bf16 where auto means fp32 here."""
+    for precision in PRECISIONS:
+        other = replace(cell, train=replace(cell.train, precision=precision))
+        if precision != cell.train.precision and stored_model_path(other, options).exists():
+            return precision
+    return None
 
 
 def check_compatible(cell: Cell) -> None:

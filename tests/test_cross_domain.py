@@ -133,6 +133,17 @@ def test_missing_model_is_refused_not_trained(roots, run, capsys):
     assert not (roots["tmp"] / "cross" / "models").exists()
 
 
+def test_model_of_the_other_precision_is_named_with_the_flag(roots, run, capsys):
+    trained_out = str(roots["tmp"] / "trained")
+    assert run("run", "--dataset", "mini-imagenet", "--data-root", str(roots["mini"]), *TRAIN,
+               "--precision", "fp32", "--out", trained_out) == 0
+    capsys.readouterr()
+    message = one_line_error(run, capsys, cross(roots, "cross", "--models-from", trained_out,
+                                                "--precision", "bf16"))
+    assert "a model trained in fp32 is stored there: add --precision fp32" in message
+    assert run(*cross(roots, "cross", "--models-from", trained_out, "--precision", "fp32")) == 0
+
+
 def test_channels_that_differ_are_refused(roots, run, capsys):
     argv = ["run", "--dataset", "glyphs", "--methods", "protonet", "--test-dataset", "cub",
             "--test-data-root", str(roots["cub"]), "--out", str(roots["tmp"] / "out")]
