@@ -17,6 +17,11 @@ from bench.errors import BenchError
 from bench.precision import PRECISIONS
 from bench.registry import DATASETS, METHODS, build_config
 
+# Training settings that `CellConfig.training` leaves out of a config while they hold these values,
+# so the ids of cells from before the setting existed stay valid. Readers of stored configs
+# (the report's labels) take an absent one to mean this value.
+LEFT_OUT_DEFAULTS = {"train.precision": "fp32", "train.pretrain_epochs": 0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -180,8 +185,8 @@ class Cell:
     def training(self) -> dict:
         """Everything the trained model depends on (not the test way, query or episode count)."""
         train = {**asdict(self.train), "way": self.train_way, "shot": self.train_shot}
-        if train["precision"] == "fp32":  # the default is left out: ids from before it stay valid
-            del train["precision"]
+        if train["precision"] == LEFT_OUT_DEFAULTS["train.precision"]:
+            del train["precision"]  # the default is left out: ids from before it stay valid
         if not train["pretrain_epochs"]:  # no pre-training: left out, as the precision
             for name in ("pretrain_epochs", "pretrain_batch", "pretrain_lr"):
                 del train[name]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench import stats
+from bench.config import LEFT_OUT_DEFAULTS
 from bench.errors import BenchError
 from bench.results import per_episode, per_episode_path
 
@@ -113,7 +114,8 @@ def distinguish_experiments(frame, keys: list[str]):
         if not differing:
             continue
         for i in positions:
-            detail = ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
+            detail = ", ".join(f"{name}={settings[i].get(name, LEFT_OUT_DEFAULTS.get(name, 'unset'))}"
+                               for name in differing)
             methods[i] = f"{methods[i]} [{detail}]"
     return frame.assign(method=methods)
 
