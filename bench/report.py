@@ -105,7 +105,8 @@ def distinguish_experiments(frame, keys: list[str]):
     comparisons and checks. ``frame`` needs a fresh RangeIndex."""
     if "config" not in frame.columns or not len(frame):
         return frame
-    settings = [flat_settings(text) for text in frame["config"]]
+    # a setting that configs leave out at its default reads as that default, not as unset
+    settings = [{**LEFT_OUT_DEFAULTS, **flat_settings(text)} for text in frame["config"]]
     methods = frame["method"].astype(str).tolist()
     for positions in frame.groupby(keys, sort=False).indices.values():
         rows = [settings[i] for i in positions]
@@ -114,8 +115,7 @@ def distinguish_experiments(frame, keys: list[str]):
         if not differing:
             continue
         for i in positions:
-            detail = ", ".join(f"{name}={settings[i].get(name, LEFT_OUT_DEFAULTS.get(name, 'unset'))}"
-                               for name in differing)
+            detail = ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
             methods[i] = f"{methods[i]} [{detail}]"
     return frame.assign(method=methods)
 

@@ -4,8 +4,8 @@ The mini-cpu FRN model (trained on 5-way 1-shot episodes) scores 42.5% at 1-shot
 5-shot, far below the 20% of chance. FRN reconstructs a query as ρ·Q·P_c, and training raised ρ
 above 1. At 5-shot the true class's 125 support positions (d = 64) reconstruct a query almost
 exactly, so its error is about (ρ − 1)²‖q‖², while a class that spans the query less well
-lands nearer to ρ·t ≈ 1 and wins. This script reloads the stored model, prints α, β, γ,
-and evaluates the same 2,000 test episodes of both cells with the learned ρ and with β = 0 (ρ = 1).
+lands nearer to ρ·t ≈ 1 and wins. This script reloads the stored model, prints α, β, γ, and
+evaluates the same 2,000 test episodes of both cells with the learned ρ and with β = 0 (ρ = 1).
 It only reads the run directory and writes nothing.
 
     .venv/bin/python benchmarks/frn_rho_shot.py [--data-root ../shared/data/miniimagenet]
@@ -18,7 +18,7 @@ from unittest import mock
 import torch
 from click.testing import CliRunner
 
-from bench import grid, run_plan
+from bench import checkpoint, grid, run_plan
 from bench.cli import cli
 from bench.episodes import fixed_episodes
 from bench.runner import Progress, evaluate
@@ -54,7 +54,7 @@ def main() -> None:
         test_set = adapter.load("test")
         episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
                                   cell.seed)
-        if not grid.checkpoint.model_path(options.storage_dir, cell).exists():
+        if not checkpoint.model_path(options.storage_dir, cell).exists():
             raise SystemExit(f"no stored frn model for {cell.describe()}: run the mini-cpu preset")
         model, _ = grid.trained_model(cell, adapter, options, Progress(), lambda: False, False)
         learned = model.beta.detach().clone()
