@@ -69,6 +69,30 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     assert ["cosine", "protonet [train.shot=1]", "protonet [train.shot=5]", "trm"] in curves
 
 
+
+def test_a_setting_configs_leave_out_reads_as_its_default(frame):
+    """Configs leave out train.precision when it is fp32: beside a bf16 row it is labelled fp32,
+    not 'unset', and beside an explicit fp32 row it is the same experiment."""
+    def with_precision(row, precision):
+        config = json.loads(row["config"])
+        if precision is not None:
+            config["train"] = {"precision": precision}
+        return json.dumps(config)
+
+    def summary_of(precision_by_seed):
+        edited = frame.copy()
+        cell = (edited["method"] == "protonet") & (edited["shot"] == 5)
+        edited.loc[cell, "config"] = [with_precision(row, precision_by_seed[row["seed"]])
+                                      for _, row in edited[cell].iterrows()]
+        return report.summarize(edited).set_index(["method", "shot"])
+
+    mixed = summary_of({0: "bf16", 1: None})
+    assert mixed.loc[("protonet [train.precision=bf16]", 5), "n_seeds"] == 1
+    assert mixed.loc[("protonet [train.precision=fp32]", 5), "n_seeds"] == 1
+    assert not any("unset" in method for method, _ in mixed.index)
+    same = summary_of({0: "fp32", 1: None})
+    assert same.loc[("protonet", 5), "n_seeds"] == 2
+
 def test_summary_pools_seeds(frame):
     summary = report.summarize(frame).set_index(["method", "shot"])
     pooled = episodes_of(frame, "trm", 1)
