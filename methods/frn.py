@@ -13,8 +13,22 @@ The two forms are equal (Woodbury/push-through identity); the head inverts the s
 K·r × K·r when K·r ≤ d (eq. 8 of the paper), d × d otherwise (eq. 10). As in the official code
 the squared error is summed over channels and averaged over the r positions, λ gets +1e-6, γ is a
 plain (unconstrained) scalar, and features are not rescaled for Conv-4. The solve runs in float32
-even under bf16 autocast. Not included: the official training's auxiliary loss (needs a method
-loss hook) and its pre-training stage.
+even under bf16 autocast. Pre-training is the core's ``--pretrain-epochs`` (a linear classifier
+over the base classes, not the official pre-training's reconstruction head).
+
+Option ``aux`` (0: off) adds the official training's auxiliary term, which pushes the classes'
+support subspaces apart (``auxrank`` in the official ``trainers/frn_train.py``, weight 0.03 there):
+
+    aux · Σ_{i>j} ‖Ŝ_i Ŝ_jᵀ‖_F²,   Ŝ = S / ‖S‖_F over the whole episode's support descriptors
+
+(one norm for the whole [n_way, K·r, d] tensor, as the official ``support.norm(2)`` takes it, not a
+norm per descriptor). The paper mentions it only in passing; it is off by default, so the committed
+reference cells stay what they were.
+
+Shots: ρ = e^β is learned at the training shot. A 1-shot-trained ρ > 1 inverts a 5-shot test,
+where the true class reconstructs the query almost exactly and its error becomes (ρ − 1)²‖q‖²;
+the official code trains one model per test shot (`--train-shot`). See
+results/reference/mini-imagenet-cpu/README.md and benchmarks/frn_rho_shot.py.
 
 Default backbone Conv-4, the paper's: 64×5×5 maps at 84×84 (r = 25), 64×1×1 at 28×28 (r = 1: a
 query is then reconstructed from the K support vectors only, rank ≤ K). ``backbone=conv64f``
@@ -24,14 +38,16 @@ gives 64×7×7 at 28×28 and 64×21×21 at 84×84.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
 from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, param
+from bench.methods.base import FewShotClassifier, MethodConfig, TrainingEpisode, param
 
 RIDGE_EPSILON = 1e-6  # added to λ, as in the official code
 
@@ -46,6 +62,15 @@ class FeatureMapReconstruction(FewShotClassifier):
         alpha: float = param(0.0, "initial α: λ = (K·HW/d)·e^α (learned)")
         beta: float = param(0.0, "initial β: ρ = e^β (learned)")
         gamma: float = param(1.0, "initial γ: logit = −γ · mean reconstruction error (learned)")
+        aux: float = param(0.0, "weight of the official code's auxiliary loss Σ_{i>j} "
+                                "‖Ŝ_i Ŝ_jᵀ‖_F² over the classes' support descriptors (0: off; "
+                                "official 0.03)")
+        OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("aux",)  # the ids of earlier cells stay
+
+        def validate(self) -> None:
+            super().validate()
+            if not self.aux >= 0:
+                raise BenchError(f"aux={self.aux} of frn must be ≥ 0 (0: off, official 0.03)")
 
     def __init__(self, config: Config, in_channels: int):
         super().__init__(config, in_channels)
@@ -77,3 +102,22 @@ class FeatureMapReconstruction(FewShotClassifier):
 
             per_query = 2 * n_way * local.shape[1] * local.shape[2] * 4
             return over_query_blocks(score, local, per_query)
+
+    def loss(self, logits: torch.Tensor, episode: TrainingEpisode) -> torch.Tensor:
+        metric = super().loss(logits, episode)
+        if self.config.aux == 0:
+            return metric
+        with torch.autocast(episode.support.device.type, enabled=False):
+            classes = class_descriptors(episode.support.float(), episode.support_labels,
+                                        episode.n_way, "frn")
+            return metric + self.config.aux * subspace_overlap(classes)
+
+
+def subspace_overlap(classes: torch.Tensor) -> torch.Tensor:
+    """Σ_{i>j} ‖Ŝ_i Ŝ_jᵀ‖_F² of class descriptors [n_way, K·r, d], Ŝ = S / ‖S‖_F (one norm for
+    the whole tensor, as the official auxrank). Computed as ⟨Ŝ_iᵀŜ_i, Ŝ_jᵀŜ_j⟩_F, the same
+    number from d × d matrices, not the [n_way², K·r, K·r] products."""
+    unit = classes / classes.norm()
+    scatter = unit.transpose(1, 2) @ unit  # [n_way, d, d]
+    pairs = torch.einsum("ide,jde->ij", scatter, scatter)  # [n_way, n_way]
+    return pairs.tril(-1).sum()

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import parse_method
+from bench.config import identity_params, parse_method
+from bench.errors import BenchError
+from bench.methods.base import TrainingEpisode
 from bench.methods.frn import FeatureMapReconstruction
 
 
@@ -71,3 +73,42 @@ def test_scalars_are_learned():
                                              torch.tensor([0, 1, 2, 0]))
     loss.backward()
     assert all(float(p.grad.abs()) > 0 for p in (model.alpha, model.beta, model.gamma))
+
+
+def reference_aux(support, labels, n_way):
+    """The official auxrank, written out: Σ_{i>j} ‖Ŝ_i Ŝ_jᵀ‖_F², Ŝ = S / ‖S‖_F of the whole
+    [n_way, K·r, d] support tensor, S_c the class's descriptors (shots in order, positions rows)."""
+    rows = support.reshape(support.shape[0], support.shape[1], -1).transpose(0, 2, 1)
+    classes = np.stack([np.concatenate([rows[i] for i in range(len(labels)) if labels[i] == c])
+                        for c in range(n_way)])
+    unit = classes / np.sqrt((classes ** 2).sum())
+    return sum(np.sum((unit[i] @ unit[j].T) ** 2) for i in range(n_way) for j in range(i))
+
+
+@pytest.mark.parametrize("channels, side, shots", [(8, 1, 2), (3, 2, 2)])
+def test_auxiliary_loss_matches_the_official_term(channels, side, shots):
+    support, labels, query = episode(channels, side, shots, seed=5)
+    query_labels = torch.tensor([0, 1, 2, 0])
+    tensors = dict(support=torch.from_numpy(support), support_labels=torch.from_numpy(labels),
+                   query=torch.from_numpy(query), query_labels=query_labels, n_way=3)
+    plain = FeatureMapReconstruction(parse_method("frn").config(), 1)
+    with_aux = FeatureMapReconstruction(parse_method("frn(aux=0.03)").config(), 1)
+    with torch.no_grad():
+        loss, logits = plain.training_loss(TrainingEpisode(**tensors))
+        loss_aux, _ = with_aux.training_loss(TrainingEpisode(**tensors))
+    ce = torch.nn.functional.cross_entropy(logits, query_labels)
+    assert float(loss) == pytest.approx(float(ce))
+    expected = 0.03 * reference_aux(support.astype(np.float64), labels, 3)
+    assert expected > 1e-4
+    assert float(loss_aux - loss) == pytest.approx(expected, rel=1e-4)
+
+
+def test_negative_aux_is_refused():
+    with pytest.raises(BenchError, match="aux=-1.0 of frn must be ≥ 0"):
+        parse_method("frn(aux=-1)").config().validate()
+
+
+def test_aux_is_left_out_of_ids_at_its_default():
+    """Cells recorded before aux existed keep their ids; a run with aux on is a new cell."""
+    assert "aux" not in identity_params(parse_method("frn").config())
+    assert identity_params(parse_method("frn(aux=0.03)").config())["aux"] == 0.03
