@@ -102,22 +102,51 @@ def distinguish_experiments(frame, keys: list[str]):
     different experiments: pooling them would average two models and, on a shared seed, count
     the same episodes twice. Their ``method`` gets the differing settings appended,
     ``protonet [train.shot=1]`` and ``protonet [train.shot=5]``, so they stay apart in tables,
-    comparisons and checks. ``frame`` needs a fresh RangeIndex."""
+    comparisons and checks. A row of the same model tested at another shot, alone in its cell,
+    gets the same label (the 1-shot cell of ``protonet [train.shot=1]`` is not a bare
+    ``protonet`` row). ``frame`` needs a fresh RangeIndex."""
     if "config" not in frame.columns or not len(frame):
         return frame
     # a setting that configs leave out at its default reads as that default, not as unset
     settings = [{**LEFT_OUT_DEFAULTS, **flat_settings(text)} for text in frame["config"]]
     methods = frame["method"].astype(str).tolist()
-    for positions in frame.groupby(keys, sort=False).indices.values():
+
+    def detail(i: int, differing: list[str]) -> str:
+        return ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
+
+    labelled = {}  # (the cell's keys but the shot) → [(differing names, a labelled row)]
+    for cell, positions in frame.groupby(keys, sort=False).indices.items():
         rows = [settings[i] for i in positions]
         names = sorted({name for row in rows for name in row} - _CELL_SETTINGS)
         differing = [name for name in names if len({repr(row.get(name)) for row in rows}) > 1]
         if not differing:
             continue
         for i in positions:
-            detail = ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
-            methods[i] = f"{methods[i]} [{detail}]"
+            methods[i] = f"{methods[i]} [{detail(i, differing)}]"
+            labelled.setdefault(_without_shot(keys, cell), []).append((differing, i))
+    if "shot" not in keys or not labelled:
+        return frame.assign(method=methods)
+    for cell, positions in frame.groupby(keys, sort=False).indices.items():
+        for i in positions:
+            model = _model_settings(settings[i])
+            for differing, j in labelled.get(_without_shot(keys, cell), ()):
+                if methods[i] == frame["method"].iat[i] and _model_settings(settings[j]) == model:
+                    methods[i] = f"{methods[i]} [{detail(i, differing)}]"
     return frame.assign(method=methods)
+
+
+_TEST_SETTINGS = {"test_episodes", "query"}  # how a model was tested, not which model
+
+
+def _without_shot(keys: list[str], cell) -> tuple:
+    cell = cell if isinstance(cell, tuple) else (cell,)
+    return tuple(value for key, value in zip(keys, cell) if key != "shot")
+
+
+def _model_settings(settings: dict) -> dict:
+    """The settings that tell one trained model from another: all but the cell's and the test's."""
+    return {name: repr(value) for name, value in settings.items()
+            if name not in _CELL_SETTINGS | _TEST_SETTINGS}
 
 
 def flat_settings(text) -> dict:

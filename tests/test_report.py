@@ -70,6 +70,32 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
 
 
 
+def test_a_labelled_model_keeps_its_label_at_the_other_shot(frame):
+    """One 1-shot-trained protonet tested at 1- and 5-shot, beside a 5-shot-trained one at 5-shot:
+    the 1-shot-trained model's 1-shot row carries the same label as its 5-shot row. Models trained
+    at their test shot, as a plain run trains them, get no label."""
+    def trained_at(row, shot):
+        config = json.loads(row["config"])
+        config["train"] = {"shot": shot, "way": 5}
+        return json.dumps(config)
+
+    def summary_of(train_shot):
+        edited = frame.copy()
+        for position, row in edited.iterrows():
+            if row["method"] == "protonet":
+                edited.at[position, "config"] = trained_at(row, train_shot(row))
+        return report.summarize(edited).set_index(["method", "shot"])
+
+    plain = summary_of(lambda row: row["shot"])
+    assert {("protonet", 1), ("protonet", 5)} <= set(plain.index)
+    mixed = summary_of(lambda row: 5 if row["shot"] == 5 and row["seed"] == 1 else 1)
+    assert mixed.loc[("protonet [train.shot=1]", 1), "n_seeds"] == 2
+    assert mixed.loc[("protonet [train.shot=1]", 5), "n_seeds"] == 1
+    assert mixed.loc[("protonet [train.shot=5]", 5), "n_seeds"] == 1
+    assert not any(method == "protonet" for method, _ in mixed.index)
+    assert ("protonet [train.shot=5]", 1) not in mixed.index
+
+
 def test_a_setting_configs_leave_out_reads_as_its_default(frame):
     """Configs leave out train.precision when it is fp32: beside a bf16 row it is labelled fp32,
     not 'unset', and beside an explicit fp32 row it is the same experiment."""
