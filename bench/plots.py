@@ -4,7 +4,8 @@ Built on ``matplotlib.figure.Figure`` (no pyplot), so writing files never change
 notebook that imports this module; a notebook can also display the Figure a ``*_figure`` function
 returns. ``write_plots`` saves every figure as PNG (150 dpi) and SVG.
 
-Every method keeps one colour across all figures (tab10, methods sorted by name).
+Every method keeps one colour across all figures (tab10, methods sorted by name; tab20 when more
+than ten methods share a report, so no two share a colour up to twenty).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def legend_width(labels) -> float:
 def method_colors(methods) -> dict:
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors
-    return {method: palette[i % len(palette)] for i, method in enumerate(sorted(set(methods)))}
+    names = sorted(set(methods))
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    return {method: palette[i % len(palette)] for i, method in enumerate(names)}
 
 
 def _slug(text) -> str:

@@ -338,3 +338,9 @@ def test_bars_of_one_dataset_under_two_splits(frame, tmp_path):
     assert any(path.name == "bars_5way_1shot.png" for path in paths)
     groups = plots.bar_groups(pd.concat([frame, other], ignore_index=True))
     assert groups.nunique() == 2 * frame["dataset"].nunique()
+
+
+def test_methods_keep_distinct_colours_beyond_ten():
+    assert len(set(plots.method_colors([f"m{i}" for i in range(11)]).values())) == 11
+    assert len(set(plots.method_colors([f"m{i}" for i in range(20)]).values())) == 20
+    assert plots.method_colors(["b", "a"])["a"] == plots.method_colors(["a"])["a"]
