@@ -114,28 +114,36 @@ def distinguish_experiments(frame, keys: list[str]):
     def detail(i: int, differing: list[str]) -> str:
         return ", ".join(f"{name}={settings[i].get(name, 'unset')}" for name in differing)
 
-    labelled = {}  # (the cell's keys but the shot) → [(differing names, a labelled row)]
-    for cell, positions in frame.groupby(keys, sort=False).indices.items():
+    cells = list(frame.groupby(keys, sort=False).indices.items())
+    labelled = {}  # (the cell's keys but the shot) → [(differing names, a labelled row's model)]
+    split = set()  # the cells whose rows pass one labelled
+    for cell, positions in cells:
         rows = [settings[i] for i in positions]
         names = sorted({name for row in rows for name in row} - _CELL_SETTINGS)
         differing = [name for name in names if len({repr(row.get(name)) for row in rows}) > 1]
         if not differing:
             continue
+        split.add(cell)
         for i in positions:
             methods[i] = f"{methods[i]} [{detail(i, differing)}]"
-            labelled.setdefault(_without_shot(keys, cell), []).append((differing, i))
-    if "shot" not in keys or not labelled:
+            labelled.setdefault(_without_shot(keys, cell), []).append(
+                (differing, _model_settings(settings[i])))
+    if "shot" not in keys:
         return frame.assign(method=methods)
-    for cell, positions in frame.groupby(keys, sort=False).indices.items():
+    for cell, positions in cells:
+        candidates = labelled.get(_without_shot(keys, cell))
+        if cell in split or not candidates:
+            continue
         for i in positions:
             model = _model_settings(settings[i])
-            for differing, j in labelled.get(_without_shot(keys, cell), ()):
-                if methods[i] == frame["method"].iat[i] and _model_settings(settings[j]) == model:
-                    methods[i] = f"{methods[i]} [{detail(i, differing)}]"
+            differing = next((names for names, other in candidates if other == model), None)
+            if differing:
+                methods[i] = f"{methods[i]} [{detail(i, differing)}]"
     return frame.assign(method=methods)
 
 
-_TEST_SETTINGS = {"test_episodes", "query"}  # how a model was tested, not which model
+# how a model was tested, not which model: left out when matching a row to a labelled model
+_NOT_MODEL_SETTINGS = _CELL_SETTINGS | {"test_episodes", "query"}
 
 
 def _without_shot(keys: list[str], cell) -> tuple:
@@ -146,7 +154,7 @@ def _without_shot(keys: list[str], cell) -> tuple:
 def _model_settings(settings: dict) -> dict:
     """The settings that tell one trained model from another: all but the cell's and the test's."""
     return {name: repr(value) for name, value in settings.items()
-            if name not in _CELL_SETTINGS | _TEST_SETTINGS}
+            if name not in _NOT_MODEL_SETTINGS}
 
 
 def flat_settings(text) -> dict:

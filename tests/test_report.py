@@ -69,7 +69,6 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     assert ["cosine", "protonet [train.shot=1]", "protonet [train.shot=5]", "trm"] in curves
 
 
-
 def test_a_labelled_model_keeps_its_label_at_the_other_shot(frame):
     """One 1-shot-trained protonet tested at 1- and 5-shot, beside a 5-shot-trained one at 5-shot:
     the 1-shot-trained model's 1-shot row carries the same label as its 5-shot row. Models trained
