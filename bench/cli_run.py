@@ -27,7 +27,12 @@ from bench.presets import PRESETS
 @click.option("--query", default="15", show_default=True, help="Test queries per class.")
 @click.option("--test-episodes", default="600", show_default=True,
               help="Fixed test episodes per cell, the same for every method (≥ 2).")
-@click.option("--seed", "seeds", default="0", show_default=True, help="Seed(s), comma-separated.")
+@click.option("--seed", "seeds", default="0", show_default=True,
+              help="Training seed(s), comma-separated: initialisation, training and validation "
+                   "episodes, and (without --test-seed) the test episodes.")
+@click.option("--test-seed", default=None,
+              help="Seed of the test episodes, the same for every training seed, so that runs "
+                   "pair on identical episodes (multi-seed studies) [default: each cell's seed].")
 @click.option("--train-episodes", default="500", show_default=True,
               help="Training episodes per model, or per training shot (1:60000,5:40000); 0: "
                    "evaluate the untrained network.")

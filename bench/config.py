@@ -1,7 +1,7 @@
 """What defines one result cell, resolved and hashable.
 
 A cell is (method with its parameters, dataset with its options, way, shot, query, test episodes,
-seed, training settings). Its resolved configuration is stored with its results row, and its
+seed, test-episode seed, training settings). Its resolved configuration is stored with its results row, and its
 ``cell_id`` (a hash of that configuration) names its per-episode file, log and checkpoint, so a
 rerun can tell a finished cell from a new one.
 """
@@ -154,6 +154,14 @@ class Cell:
     # classes (``bench run --test-dataset``). None: tested on ``dataset`` itself.
     test_dataset: str | None = None
     test_dataset_params: tuple[tuple[str, str], ...] = ()
+    # The seed of the test episodes (``bench run --test-seed``). None: the training seed, so a
+    # multi-seed study can test every training run on one identical episode set.
+    test_seed: int | None = None
+
+    @property
+    def episode_seed(self) -> int:
+        """The seed the test episodes are drawn with: ``test_seed``, else the training seed."""
+        return self.seed if self.test_seed is None else self.test_seed
 
     @property
     def train_way(self) -> int:
@@ -207,6 +215,8 @@ class Cell:
         if self.test_dataset:
             tested = {"test_dataset": self.test_dataset,
                       "test_dataset_params": asdict(self.tested_config())}
+        if self.episode_seed != self.seed:  # left out at its default: earlier ids stay valid
+            tested["test_seed"] = self.episode_seed
         return {**self.training(), "way": self.way, "shot": self.shot, "query": self.query,
                 "test_episodes": self.test_episodes, **tested}
 
@@ -221,4 +231,6 @@ class Cell:
 
     def describe(self) -> str:
         datasets = self.dataset + (f"→{self.test_dataset}" if self.test_dataset else "")
-        return f"{self.method.label} {datasets} {self.way}-way {self.shot}-shot seed {self.seed}"
+        tested = f" (test seed {self.episode_seed})" if self.episode_seed != self.seed else ""
+        return (f"{self.method.label} {datasets} {self.way}-way {self.shot}-shot seed "
+                f"{self.seed}{tested}")

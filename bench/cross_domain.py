@@ -114,7 +114,7 @@ def evaluate_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
         check_no_shared_classes(cell, test_set, options)
     check_episode_shape(test_set, cell.way, cell.shot, cell.query)
     episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
-                              cell.seed)
+                              cell.episode_seed)
     device = torch.device(options.device)
     torch.manual_seed(cell.seed)
     path = stored_model_path(cell, options)

@@ -148,7 +148,7 @@ def check_same_data(cells: list[Cell], finished: dict[str, dict], adapter, out_d
         with STOP.phase(f"checking the finished {cell.describe()}"):
             test_set = adapter(cell).load("test")
             now = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
-                                 cell.seed).hash
+                                 cell.episode_seed).hash
             trained_on = row.get("train_data")
             train_now = adapter(cell).load("train").fingerprint() if trained_on else ""
         stored = row.get("episodes_hash")
@@ -180,7 +180,7 @@ def evaluate_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
         check_cell(cell, adapter)
         test_set = adapter.load("test")
         test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
-                                       cell.test_episodes, cell.seed)
+                                       cell.test_episodes, cell.episode_seed)
     model, trained = trained_model(cell, adapter, options, progress, should_stop, retrain)
     if is_finished(cell):
         return CellResult(cell)  # finished by a concurrent run meanwhile
@@ -294,7 +294,7 @@ def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: di
         "backbone": resolved["method_params"].get("backbone", ""),
         "way": cell.way, "shot": cell.shot, "query": cell.query,
         "test_episodes": cell.test_episodes, "acc": 100 * acc, "ci95": 100 * ci95,
-        "ci_method": options.ci_method, "seed": cell.seed,
+        "ci_method": options.ci_method, "seed": cell.seed, "test_seed": cell.episode_seed,
         "train_episodes": cell.train.episodes, "train_way": cell.train_way,
         "train_shot": cell.train_shot, "train_query": cell.train.query,
         "precision": cell.train.precision,

@@ -30,18 +30,20 @@ from bench.errors import BenchError
 # 3: `train_data` (the training split's fingerprint, bench.data.ImageSet.fingerprint), so a finished
 # cell is reused only if its model was trained on the files the data now gives; older rows read as
 # "" (not known, not checked).
-SCHEMA_VERSION = 3
+# 4: `test_seed` (the seed of the test episodes, `bench run --test-seed`); older rows read as the
+# training seed, which drew their test episodes.
+SCHEMA_VERSION = 4
 
 COLUMNS = [
     "method", "dataset", "split", "backbone", "way", "shot", "query", "test_episodes",
-    "acc", "ci95", "ci_method", "seed", "train_dataset", "train_episodes", "train_way",
+    "acc", "ci95", "ci_method", "seed", "test_seed", "train_dataset", "train_episodes", "train_way",
     "train_shot", "train_query", "precision", "best_episode", "train_seconds", "eval_seconds",
     "episodes_hash", "train_data",
     "commit", "dirty", "timestamp", "host", "cpu", "threads", "torch", "device",
     "cell_id", "schema_version", "config",
 ]
 # Columns added after schema 1, and the column whose value they take in older rows (None: empty).
-ADDED_COLUMNS = {"train_dataset": "dataset", "train_data": None}
+ADDED_COLUMNS = {"train_dataset": "dataset", "train_data": None, "test_seed": "seed"}
 TIMING_COLUMNS = ("train_seconds", "eval_seconds", "timestamp", "host", "cpu", "threads", "device")
 
 

@@ -49,6 +49,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
         raise BenchError("--test-episodes must be at least 2 (a 95% CI needs two episodes); "
                          "write e.g. --test-episodes 600")
     seeds = int_list(options["seeds"], "--seed", minimum=0, example="0,1,2", maximum=MAX_SEED)
+    test_seed = test_seed_option(options.get("test_seed"))
     ways = int_list(options["ways"], "--ways", minimum=2, example="5,20")
     shots = int_list(options["shots"], "--shots")
     tested = test_dataset(options)
@@ -58,7 +59,7 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
              replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)
                      if METHODS.get(method.name).episodic else 0,
                      way=train_ways.get(shot, train.way)),
-             *tested)
+             *(tested or (None, ())), test_seed=None if test_seed == seed else test_seed)
         for seed in seeds for way in ways for shot in shots for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
@@ -74,6 +75,17 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              storage=storage_dir(options.get("storage")))
     check_cross_cells(cells, run_options)
     return cells, run_options
+
+
+def test_seed_option(text) -> int | None:
+    """--test-seed: one seed for the test episodes of every cell (None: each cell's own seed)."""
+    if text is None or str(text).strip() == "":
+        return None
+    values = int_list(text, "--test-seed", minimum=0, example="0", maximum=MAX_SEED)
+    if len(values) != 1:
+        raise BenchError(f"--test-seed takes one seed (the test episodes every training seed is "
+                         f"tested on), got {text!r}; write e.g. --test-seed 0")
+    return values[0]
 
 
 def check_pretraining(methods, train: TrainConfig) -> None:
