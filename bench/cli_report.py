@@ -24,8 +24,12 @@ DEFAULT_RESULTS = "runs"  # `bench run --out` default
 @click.option("--against", multiple=True, metavar="METHOD",
               help="With --compare: only these methods (repeatable).")
 @click.option("--ci", "ci_method", default="normal", show_default=True,
-              type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
-def report_command(results, fmt, plots_dir, reference, against, ci_method) -> None:
+              type=click.Choice(["normal", "t"]),
+              help="Episode-level 95% CI: 1.96·σ/√n or Student t (over runs it is always t).")
+@click.option("--power", default=None, metavar="POINTS",
+              help="With --compare: training runs needed to detect a difference of POINTS at 80% "
+                   "power, α = 0.05, from the measured between-run spread of each difference.")
+def report_command(results, fmt, plots_dir, reference, against, ci_method, power) -> None:
     """Tables (and figures) from results files or run directories [default: runs]; never runs.
 
     One table per dataset and way: methods as rows, shots as columns, accuracy ± 95% CI; the best
@@ -37,6 +41,9 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method) -> No
 
     if against and not reference:
         raise BenchError("--against needs --compare METHOD")
+    power = power_option(power)
+    if power is not None and not reference:
+        raise BenchError("--power needs --compare METHOD (it sizes the paired comparisons)")
     frame = load(list(results) or [DEFAULT_RESULTS])
     if fmt == "table":
         from rich.console import Console
@@ -44,10 +51,11 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method) -> No
         console = Console()
         if not console.is_terminal:  # a log file or pipe: room for the comparison columns
             console = Console(width=120)
-        for grid in tables.report_grids(frame, reference, against, ci_method):
+        for grid in tables.report_grids(frame, reference, against, ci_method, power):
             console.print(tables.to_rich(grid))
     else:
-        click.echo(tables.report_text(frame, fmt, reference, against, ci_method), nl=False)
+        click.echo(tables.report_text(frame, fmt, reference, against, ci_method, power),
+                   nl=False)
     if plots_dir is not None:
         from bench.plots import write_plots
 
@@ -55,32 +63,64 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method) -> No
         click.echo(f"wrote {len(paths)} figure files to {plots_dir}", err=True)
 
 
+def power_option(text) -> float | None:
+    """--power POINTS: a positive, finite number of accuracy points (None: not asked)."""
+    import math
+
+    from bench.errors import BenchError
+
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise BenchError(f"--power {text!r} is not a number; write the difference to detect in "
+                         "points, e.g. --power 1.0") from None
+    if not (math.isfinite(value) and value > 0):
+        raise BenchError(f"--power must be a positive number of points, got {text}; write e.g. "
+                         "--power 1.0")
+    return value
+
+
 @click.command("check")
 @click.option("--baseline", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Committed baseline results CSV, e.g. results/baselines/ci.csv.")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help=f"Fresh results file or run directory (repeatable) [default: {DEFAULT_RESULTS}].")
-@click.option("--update", is_flag=True, help="Rewrite the baseline from the fresh results instead.")
+@click.option("--update", is_flag=True,
+              help="Rewrite the baseline from the fresh results instead (prints what changes; "
+                   "refuses to drop or worsen a cell without --accept-losses).")
+@click.option("--accept-losses", is_flag=True,
+              help="With --update: replace the baseline even where cells are dropped or worse.")
 @click.option("--allow-missing", is_flag=True,
               help="Baseline cells absent from the fresh results warn instead of failing.")
-@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--tolerance", default=0.0, show_default=True, type=float,
               help="Extra points of drop allowed beyond the CIs (training variance).")
 @click.pass_context
-def check_command(ctx, baseline, results, update, allow_missing, tolerance) -> None:
-    """Exit 1 if a method's accuracy fell below its baseline by more than the two CIs allow.
+def check_command(ctx, baseline, results, update, accept_losses, allow_missing,
+                  tolerance) -> None:
+    """Exit 1 if a method's accuracy fell below its baseline by more than its noise allows.
 
-    Per (method, dataset, split, backbone, way, shot): fail when baseline − new >
-    sqrt(ci_baseline² + ci_new²), all in percent; a baseline cell without a fresh result fails too.
+    Per (method, dataset, split, backbone, way, shot): with a baseline of S ≥ 2 seeds, fail when
+    baseline − new > t(0.975, S−1)·sd_runs·sqrt(1/S + 1/S_new) (the baseline's between-run
+    spread); with one seed, when baseline − new > sqrt(ci_baseline² + ci_new²) (episode CIs); all
+    in percent. A baseline cell without a fresh result fails too.
     """
     from bench import check
     from bench.results import load
 
     fresh = load(list(results) or [DEFAULT_RESULTS])
     if update:
-        count = check.update_baseline(fresh, baseline)
+        count, changes = check.update_baseline(fresh, baseline, accept_losses)
+        for line in changes:
+            click.echo(line)
         click.echo(f"baseline {baseline} rewritten: {count} rows from "
                    f"{', '.join(map(str, results or [DEFAULT_RESULTS]))}")
         return
+    if accept_losses:
+        from bench.errors import BenchError
+
+        raise BenchError("--accept-losses applies to --update; add --update or drop it")
     verdicts = check.check(check.load_baseline(baseline), fresh, allow_missing, tolerance)
     for verdict in verdicts:
         click.echo(verdict.describe())
@@ -88,7 +128,7 @@ def check_command(ctx, baseline, results, update, allow_missing, tolerance) -> N
     counts = check.counts(verdicts)
     if failures:
         click.echo(f"bench check: {len(failures)} of {len(verdicts)} cells failed against "
-                   f"{baseline} (rule: drop > sqrt(ci_baseline² + ci_new²) + {tolerance:g}); "
+                   f"{baseline} (rule: drop > {check.rule_words(verdicts)} + {tolerance:g}); "
                    f"{counts}", err=True)
         ctx.exit(1)
     if not check.compared(verdicts):

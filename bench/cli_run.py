@@ -24,7 +24,8 @@ from bench.presets import PRESETS
               help="Cross-domain: the --out DIR of the run that trained the models [--out].")
 @click.option("--ways", default="5", show_default=True, help="Comma-separated test ways.")
 @click.option("--shots", default="1,5", show_default=True, help="Comma-separated shots.")
-@click.option("--query", default="15", show_default=True, help="Test queries per class.")
+@click.option("--query", default="15", show_default=True,
+              help="Test queries per class (comma-separated: a grid).")
 @click.option("--test-episodes", default="600", show_default=True,
               help="Fixed test episodes per cell, the same for every method (≥ 2).")
 @click.option("--seed", "seeds", default="0", show_default=True,
@@ -38,9 +39,10 @@ from bench.presets import PRESETS
                    "evaluate the untrained network.")
 @click.option("--train-way", default=None,
               help="Training way, or SHOT:WAY per test shot (1:30,5:20) [default: the test way].")
-@click.option("--train-shot", default=None, help="Training shot [default: the test shot].")
+@click.option("--train-shot", default=None,
+              help="Training shot(s), comma-separated: a grid [default: the test shot].")
 @click.option("--train-query", default="15", show_default=True,
-              help="Queries per class in training episodes.")
+              help="Queries per class in training episodes (comma-separated: a grid).")
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--lr-step", default=2000, show_default=True, type=int,
               help="Episodes between learning-rate decays.")
@@ -59,6 +61,12 @@ from bench.presets import PRESETS
               help="Training episodes between validations (0: none; the best weights are kept).")
 @click.option("--val-episodes", default=100, show_default=True, type=int,
               help="Episodes per validation.")
+@click.option("--plateau-window", default=0, show_default=True, type=int,
+              help="Budget rule: stop training once the best validation accuracy has risen by "
+                   "at most --plateau-delta points over this many episodes (--train-episodes is "
+                   "then the cap; 0: always train all of them).")
+@click.option("--plateau-delta", default=0.5, show_default=True, type=float,
+              help="Points of validation accuracy that count as still learning (--plateau-window).")
 @click.option("--checkpoint-every", default=100, show_default=True, type=int,
               help="Training episodes between resumable checkpoints (0: none).")
 @click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(),

@@ -20,7 +20,8 @@ from bench.registry import DATASETS, METHODS, build_config
 # Training settings that `CellConfig.training` leaves out of a config while they hold these values,
 # so the ids of cells from before the setting existed stay valid. Readers of stored configs
 # (the report's labels) take an absent one to mean this value.
-LEFT_OUT_DEFAULTS = {"train.precision": "fp32", "train.pretrain_epochs": 0}
+LEFT_OUT_DEFAULTS = {"train.precision": "fp32", "train.pretrain_epochs": 0,
+                     "train.plateau_window": 0}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class TrainConfig:
     pretrain_epochs: int = 0
     pretrain_batch: int = 16
     pretrain_lr: float = 1e-3
+    # The budget rule (``bench.runner.plateaued``): stop at a validation once the best validation
+    # accuracy has risen by no more than ``plateau_delta`` points over the last ``plateau_window``
+    # training episodes; ``episodes`` is then the cap. 0: train all ``episodes``.
+    plateau_window: int = 0
+    plateau_delta: float = 0.5
 
     def validate(self) -> None:
         positive = {"query": self.query, "val_episodes": self.val_episodes}
@@ -55,10 +61,19 @@ class TrainConfig:
                 raise BenchError(f"{name} must be zero or positive, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BenchError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise BenchError(f"--lr-gamma must be in (0, 1] (the factor the learning rate is "
+                             f"multiplied by every --lr-step episodes), got {self.lr_gamma}")
         if self.pretrain_epochs < 0 or self.pretrain_batch < 1 or not self.pretrain_lr > 0:
             raise BenchError(f"--pretrain-epochs must be ≥ 0, --pretrain-batch ≥ 1 and "
                              f"--pretrain-lr > 0; got {self.pretrain_epochs}, "
                              f"{self.pretrain_batch}, {self.pretrain_lr}")
+        if self.plateau_window < 0 or not self.plateau_delta >= 0:
+            raise BenchError(f"--plateau-window must be ≥ 0 episodes and --plateau-delta ≥ 0 "
+                             f"points; got {self.plateau_window}, {self.plateau_delta}")
+        if self.plateau_window and not self.val_every:
+            raise BenchError("--plateau-window stops on validation accuracy; set --val-every N "
+                             "(> 0) too")
         if self.precision not in PRECISIONS:
             raise BenchError(f"--precision {self.precision!r} is not valid here; valid values: "
                              f"{', '.join(PRECISIONS)} (auto is resolved before cells are made)")
@@ -120,6 +135,9 @@ def parse_assignments(text: str, owner: str) -> tuple[tuple[str, str], ...]:
         if "=" not in item:
             raise BenchError(f"parameter {item!r} of {owner} must be written key=value")
         key, value = (part.strip() for part in item.split("=", 1))
+        if any(key == seen for seen, _ in pairs):
+            raise BenchError(f"parameter {key} of {owner} is given twice; give it once (for "
+                             "several values, list the method once per value)")
         pairs.append((key, value))
     return tuple(pairs)
 
@@ -198,6 +216,8 @@ class Cell:
         if not train["pretrain_epochs"]:  # no pre-training: left out, as the precision
             for name in ("pretrain_epochs", "pretrain_batch", "pretrain_lr"):
                 del train[name]
+        if not train["plateau_window"]:  # no budget rule: left out, ids from before it stay
+            del train["plateau_window"], train["plateau_delta"]
         return {
             "method": self.method.name,
             "method_label": self.method.label,

@@ -26,7 +26,7 @@ from bench.interrupt import STOP, Stopped
 from bench.pretrain import pretrain_into
 from bench.registry import DATASETS
 from bench.runner import NumericalFault, Progress, TrainState, build_model, data_shape, \
-    evaluate, make_optimizer, train
+    evaluate, make_optimizer, plateaued, train
 from bench.stats import mean_ci
 
 
@@ -250,13 +250,14 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
     except NumericalFault as fault:
         raise NumericalFault(f"{fault} at training episode {state.episode + 1}",
                              state.log[-20:]) from None
-    if state.episode < cell.train.episodes:
+    if state.episode < cell.train.episodes and not plateaued(state.log, cell.train):
         raise Interrupted(f"stopped while training {cell.describe()}: {kept}; rerun the same "
                           "command to resume")
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     path.unlink(missing_ok=True)
     return {"best_episode": state.best_episode or state.episode, "log": state.log,
+            "stop_episode": state.episode,
             "train_seconds": seconds_before + time.perf_counter() - start}
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+STOP_SIGNALS = frozenset((signal.SIGINT, signal.SIGTERM))
 GRACE_SECONDS = 1.5  # how long the main thread may take to act on a signal before the watchdog
 
 
@@ -140,6 +141,11 @@ class StopControl:
                 return
             if not data:
                 return
+            # The wake-up fd carries the number of every signal that has a Python handler: a
+            # DataLoader's SIGCHLD handler writes here too. Only SIGINT and SIGTERM are a stop.
+            # (Not ``self.requested``: a main thread stuck in C has not run its handler yet.)
+            if not STOP_SIGNALS.intersection(data):
+                continue
             time.sleep(GRACE_SECONDS)
             if not self.installed:
                 return

@@ -2,26 +2,37 @@
 
 Reads results (``bench.results.load``) and their per-episode accuracies; never runs anything.
 
-Aggregation over seeds. A table cell is one (dataset, split, way, method (backbone), shot); its rows
-are the seeds. The per-episode accuracies of all its rows are pooled: the cell's accuracy is the mean
-over all N pooled episodes (= the mean of the per-seed accuracies when seeds have equally many
-episodes) and its CI is computed from those N values. The CI therefore covers episode sampling, not
-the spread between training seeds; ``n_seeds`` is reported beside ``n_episodes`` so a reader knows.
+Two sources of randomness (``docs/statistics.md``): the test episodes and the training run. A table
+cell is one (dataset, split, way, method (backbone), shot); its rows are training runs (seeds).
 
-Bold. In each column (shot) the best method is marked only if its lead over the runner-up is
-significant at 0.05: by the paired t-test when both were measured on the same episodes (same set of
-``episodes_hash``), otherwise by non-overlapping 95% CIs.
+- **S ≥ 2 seeds**: the cell's accuracy is the mean of the S per-seed accuracies (each the mean over
+  that run's test episodes) and its ± is the 95% CI over runs (Student t on the S per-seed values,
+  S − 1 degrees of freedom), which covers both sources. ``episode_ci95`` (the CI of the pooled
+  episodes, which covers episode sampling only), ``between_sd`` (SD of the per-seed accuracies)
+  and ``within_se`` (a run's episode standard error, root mean square over the seeds) stay beside it.
+- **S = 1**: no interval over runs exists; the ± is the episode CI of the one run
+  (``ci_level`` = "episodes").
 
-Pairing. Two methods are compared episode by episode only when their rows in a cell carry the same
-set of ``episodes_hash`` values; the episodes of each hash are concatenated in hash order. Anything
-else is refused, saying which hashes differ. Holm's correction runs over all comparisons that one
-``compare`` call makes (every other method × every cell).
+Bold. In each column (shot) the best method is bold only if its lead over the runner-up holds over
+training runs: the paired t-test over the seeds both share (each seed's two runs tested on
+identical episodes), p < 0.05; where they share no seeds but both have S ≥ 2, non-overlapping
+seed-level CIs. A lead that is significant only within one training run (S = 1: paired t-test on the
+episodes) is not bold; ``within_run_lead`` marks it.
+
+Pairing. Two methods are paired seed by seed: seed s of both must carry the same set of
+``episodes_hash`` values (``bench run --test-seed`` tests every seed on one episode set, but pairing
+needs only that each seed's two runs share theirs). With ≥ 2 such seeds the comparison is at the
+seed level (``level`` = "seeds": per-seed differences, their mean ± t-CI, the paired t-test over
+seeds, the exact sign-flip test, the share of seeds where the reference is ahead); with one it is
+the episode-level paired test of that one run (``level`` = "episodes", "within one training run").
+Seeds that one method has and the other lacks are left out and named. Holm's correction runs over
+all comparisons that one ``compare`` call makes (every other method × every cell).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,7 +86,7 @@ def _missing_episodes(rows) -> bool:
 
 # Settings that the cell keys already hold, or that tell seeds of one experiment apart.
 _CELL_SETTINGS = {"dataset", "way", "shot", "method", "method_label", "method_params.backbone",
-                  "seed"}
+                  "seed", "test_seed"}
 
 
 def pooling_rows(frame, keys: list[str]):
@@ -177,46 +188,91 @@ def cell_label(key: dict) -> str:
     return f"{key['dataset']} {key['way']}-way {key['shot']}-shot"
 
 
+def seed_values(rows) -> dict[int, tuple[float, float, int]]:
+    """{seed: (accuracy %, episode standard error %, episodes)} of one method's rows in one cell.
+    A seed's rows (test sets) are pooled; without per-episode files, the row's acc and ci95/1.96."""
+    values = {}
+    for seed, runs in rows.groupby("seed", sort=True):
+        if _missing_episodes(runs):
+            se = float(np.sqrt(np.mean((runs["ci95"].to_numpy(dtype=float) / 1.96) ** 2)))
+            values[int(seed)] = (float(runs["acc"].mean()), se, int(runs["test_episodes"].sum()))
+        else:
+            pooled = np.concatenate(list(runs["episodes"])) * 100.0
+            se = float(pooled.std(ddof=1) / np.sqrt(pooled.size)) if pooled.size > 1 else np.nan
+            values[int(seed)] = (float(pooled.mean()), se, int(pooled.size))
+    return values
+
+
 def summarize(frame, ci_method: str = "normal"):
-    """One row per cell: acc and ci95 in percent, n_episodes, n_seeds, ci_method, and ``bold``."""
+    """One row per cell: ``acc`` and ``ci95`` in percent (over seeds where S ≥ 2, over the one
+    run's episodes where S = 1: ``ci_level``), ``episode_ci95``, ``between_sd``, ``within_se``,
+    ``n_episodes``, ``n_seeds``, ``ci_method`` (of the episode CI), ``bold`` and its ``lead_test``,
+    and ``within_run_lead`` (best of its column, significant within one training run only)."""
     import pandas as pd
 
     stats.check_ci_method(ci_method)
     frame = with_episodes(frame)
     rows = []
     for key, cell in frame.groupby(CELL_KEYS, sort=True):
+        per_seed = seed_values(cell)
+        accs = np.array([value[0] for value in per_seed.values()])
         if _missing_episodes(cell):  # the CSV's numbers, combined as `bench check` does
-            acc, ci95 = float(cell["acc"].mean()), stats.combined_ci(cell["ci95"])
+            episode_acc, episode_ci = float(cell["acc"].mean()), stats.combined_ci(cell["ci95"])
             count = int(cell["test_episodes"].sum())
         else:
             pooled = np.concatenate(list(cell["episodes"]))
-            (acc, ci95), count = stats.mean_ci(pooled * 100.0, ci_method), int(pooled.size)
-        rows.append({**dict(zip(CELL_KEYS, key)), "acc": acc, "ci95": ci95,
-                     "n_episodes": count, "n_seeds": int(cell["seed"].nunique()),
+            (episode_acc, episode_ci), count = (stats.mean_ci(pooled * 100.0, ci_method),
+                                                int(pooled.size))
+        seeds = len(per_seed)
+        if seeds >= 2:
+            (acc, ci95), level = stats.seed_ci(accs), "seeds"
+        else:
+            acc, ci95, level = episode_acc, episode_ci, "episodes"
+        within = float(np.sqrt(np.nanmean([value[1] ** 2 for value in per_seed.values()])))
+        rows.append({**dict(zip(CELL_KEYS, key)), "acc": acc, "ci95": ci95, "ci_level": level,
+                     "episode_acc": episode_acc, "episode_ci95": episode_ci,
+                     "between_sd": float(accs.std(ddof=1)) if seeds >= 2 else np.nan,
+                     "within_se": within, "n_episodes": count, "n_seeds": seeds,
+                     "seeds": ",".join(map(str, per_seed)),
                      "ci_method": ci_method, "from_csv": _missing_episodes(cell)})
     summary = pd.DataFrame(rows)
     summary["bold"] = False
     summary["lead_test"] = ""
+    summary["within_run_lead"] = False
     for _, column in summary.groupby(GROUP_KEYS + ["shot"], sort=False):
         _mark_best(summary, column, frame)
     return summary
 
 
 def _mark_best(summary, column, frame) -> None:
-    """Set ``bold``/``lead_test`` on the best row of one column when its lead is significant."""
+    """Set ``bold``/``lead_test`` on the best row of one column when its lead holds over training
+    runs; ``within_run_lead`` when it is significant within one training run only."""
     if len(column) < 2:
         return
     ranked = column.sort_values("acc", ascending=False)
     best, runner_up = ranked.iloc[0], ranked.iloc[1]
     if best["acc"] == runner_up["acc"]:
         return
-    try:
-        test = stats.paired_test(*paired_episodes(frame, best, runner_up["method"]))
-        significant, how = test.t_p < ALPHA, "paired t-test"
-    except EpisodesMismatch:
+    pairing = seed_pairing(frame, best, runner_up["method"])
+    if len(pairing.seeds) >= 2:
+        test = stats.seed_paired_test(pairing.a_values, pairing.b_values)
+        significant, how = test.t_p < ALPHA, f"paired t over {test.seeds} seeds"
+    elif best["n_seeds"] >= 2 and runner_up["n_seeds"] >= 2:
         significant = not stats.intervals_overlap(best["acc"], best["ci95"],
                                                   runner_up["acc"], runner_up["ci95"])
-        how = "non-overlapping CIs"
+        how = "non-overlapping CIs over seeds"
+    else:  # one training run: only an episode-level statement is possible
+        if pairing.seeds:  # the one seed both have, on identical episodes
+            test = stats.paired_test(pairing.a_episodes[0], pairing.b_episodes[0])
+            within, how = test.t_p < ALPHA, "within one run: paired t-test"
+        else:
+            within = not stats.intervals_overlap(best["episode_acc"], best["episode_ci95"],
+                                                 runner_up["episode_acc"],
+                                                 runner_up["episode_ci95"])
+            how = "within one run: non-overlapping CIs"
+        if within:
+            summary.loc[best.name, ["within_run_lead", "lead_test"]] = [True, how]
+        return
     if significant:
         summary.loc[best.name, ["bold", "lead_test"]] = [True, how]
 
@@ -267,6 +323,65 @@ def paired_episodes(frame, key, other: str) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+@dataclass
+class SeedPairing:
+    """Seed-by-seed pairing of two methods in one cell: the seeds whose two runs were tested on
+    identical episodes, their per-seed accuracies (percent) and episodes, and what was left out."""
+
+    seeds: list
+    a_values: list
+    b_values: list
+    a_episodes: list
+    b_episodes: list
+    left_out: list  # "seed 3: protonet has no run", "seed 4: different episodes", ...
+
+
+def _by_seed(rows, method: str, key) -> dict:
+    """{seed: {episodes_hash: episodes or None}} of one method's rows in a cell."""
+    by_seed = {}
+    for _, row in rows.iterrows():
+        hashes = by_seed.setdefault(int(row["seed"]), {})
+        if row["episodes_hash"] in hashes:
+            raise BenchError(f"{method} has two results of seed {row['seed']} on the same "
+                             f"episodes in {cell_label(key)} (episodes_hash "
+                             f"{row['episodes_hash']}); pass each run once")
+        hashes[row["episodes_hash"]] = row["episodes"]
+    return by_seed
+
+
+def seed_pairing(frame, key, other: str) -> SeedPairing:
+    """Pair ``key['method']`` and ``other`` in ``key``'s cell seed by seed (``frame`` needs the
+    ``episodes`` column). A seed pairs when both methods have it, on the same episodes_hash set,
+    with per-episode files."""
+    method = key["method"]
+    mine = _by_seed(_cell_rows(frame, key, method), method, key)
+    theirs = _by_seed(_cell_rows(frame, key, other), other, key)
+    pairing = SeedPairing([], [], [], [], [], [])
+    for seed in sorted(set(mine) | set(theirs)):
+        if seed not in theirs or seed not in mine:
+            lacking = other if seed not in theirs else method
+            pairing.left_out.append(f"seed {seed}: {lacking} has no run")
+            continue
+        if set(mine[seed]) != set(theirs[seed]):
+            pairing.left_out.append(f"seed {seed}: different test episodes")
+            continue
+        hashes = sorted(mine[seed])
+        if any(mine[seed][h] is None or theirs[seed][h] is None for h in hashes):
+            pairing.left_out.append(f"seed {seed}: per-episode files missing")
+            continue
+        a = np.concatenate([mine[seed][h] for h in hashes]) * 100.0
+        b = np.concatenate([theirs[seed][h] for h in hashes]) * 100.0
+        if a.shape != b.shape:
+            pairing.left_out.append(f"seed {seed}: different episode counts")
+            continue
+        pairing.seeds.append(seed)
+        pairing.a_values.append(float(a.mean()))
+        pairing.b_values.append(float(b.mean()))
+        pairing.a_episodes.append(a)
+        pairing.b_episodes.append(b)
+    return pairing
+
+
 def _tables_without(frame, reference: str) -> list[str]:
     """Why tables (dataset, split, way) lacking a ``reference`` row have no comparison."""
     notes = []
@@ -291,28 +406,52 @@ class Comparison:
     reference: str
     table: object  # pandas.DataFrame, one row per (cell, other method)
     refused: list[str]
+    power_delta: float | None = None  # --power: the difference (points) seeds_needed is for
+    partial: list[str] = field(default_factory=list)  # pairs compared on some of their seeds
+
+
+def verdict(row) -> str:
+    """The plain-words reading of one comparison row (reference − method)."""
+    if row["level"] != "seeds":
+        within = row["t_p_holm"] < ALPHA
+        side = "ahead" if row["diff"] > 0 else "behind"
+        return f"not established (one run: {side})" if within else "not established (one run)"
+    if row["t_p_holm"] < ALPHA:
+        return "ahead" if row["diff"] > 0 else "behind"
+    return "not established"
 
 
 def compare(frame, reference: str, against=None, ci_method: str = "normal",
-            strict: bool = True) -> Comparison:
+            strict: bool = True, power: float | None = None) -> Comparison:
     """Every other method (or those in ``against``) vs ``reference`` in every cell they share.
 
-    Columns: the cell keys, ``method`` (the other one), ``diff`` (reference − method, points),
-    ``ci95``, ``t_p``, ``wilcoxon_p``, their Holm-adjusted ``t_p_holm``/``wilcoxon_p_holm``, ``n``.
+    Columns: the cell keys, ``method`` (the other one), ``level`` ("seeds" with ≥ 2 paired seeds,
+    else "episodes": one training run), ``seeds`` (S), ``seed_list``, ``diff`` (reference − method,
+    points: the mean of the per-seed differences, or of the episodes at one run), ``ci95`` (over
+    seeds, or over episodes), ``t_p`` (paired t over seeds, or over episodes), ``signflip_p``
+    (exact, seeds only), ``wins`` (share of seeds where the reference is ahead), ``diff_sd``
+    (between-run SD of the differences), ``seed_diffs``, the episode-level ``episode_diff``,
+    ``episode_ci95``, ``episode_t_p``, ``wilcoxon_p`` over all paired episodes, ``n`` (paired
+    episodes), Holm-adjusted ``t_p_holm``/``signflip_p_holm``/``wilcoxon_p_holm``, ``verdict``,
+    and with ``power`` (points) ``seeds_needed`` for 80% power at α = 0.05.
     Raises BenchError if the reference is unknown, NothingToCompare if nothing could be paired
     (unless not ``strict``: then the table is empty). ``refused`` also names every table without
-    a ``reference`` row, and the cells where a method of ``against`` has no row.
+    a ``reference`` row and the cells where a method of ``against`` has no row; ``partial`` the
+    pairs compared on some of their seeds, and which seeds were left out.
     """
     import pandas as pd
 
     stats.check_ci_method(ci_method)
+    if power is not None and not (np.isfinite(power) and power > 0):
+        raise BenchError(f"--power must be a positive number of points, got {power}; write e.g. "
+                         "--power 1.0")
     frame = with_episodes(frame)
     methods = sorted(frame["method"].unique())
     for name in [reference, *(against or [])]:
         if name not in methods:
             raise BenchError(f"method {name!r} is not in the results; methods: {', '.join(methods)}")
     others = [m for m in (against or methods) if m != reference]
-    rows, refused = [], _tables_without(frame, reference)
+    rows, refused, partial = [], _tables_without(frame, reference), []
     reference_cells = frame[frame["method"] == reference]
     for key, _ in reference_cells.groupby(CELL_KEYS, sort=True):
         key = dict(zip(CELL_KEYS, key))
@@ -321,21 +460,61 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal",
                 if against:
                     refused.append(f"{other} has no result in {cell_label(key)}")
                 continue
-            try:
-                test = stats.paired_test(*paired_episodes(frame, key, other), ci_method)
-            except EpisodesMismatch as error:
-                refused.append(str(error))
-                continue
-            rows.append({**key, "method": other, "diff": test.mean_diff, "ci95": test.ci95,
-                         "t_p": test.t_p, "wilcoxon_p": test.wilcoxon_p, "n": test.n})
+            row = _compared(frame, key, other, ci_method, refused, partial)
+            if row is not None:
+                rows.append(row)
     refused = list(dict.fromkeys(refused))  # one note per reason, in order
     if not rows:
         reasons = "; ".join(refused) or "no method shares a cell with it"
         if strict:
             raise NothingToCompare(f"nothing to compare against {reference}: {reasons}", refused)
         refused = refused or [f"no method shares a cell with {reference}"]
-        return Comparison(reference, pd.DataFrame(columns=CELL_KEYS), refused)
+        return Comparison(reference, pd.DataFrame(columns=CELL_KEYS), refused, power, partial)
     table = pd.DataFrame(rows)
     table["t_p_holm"] = stats.holm(table["t_p"])
+    table["signflip_p_holm"] = stats.holm(table["signflip_p"])
     table["wilcoxon_p_holm"] = stats.holm(table["wilcoxon_p"])
-    return Comparison(reference, table, refused)
+    table["verdict"] = [verdict(row) for _, row in table.iterrows()]
+    if power is not None:
+        table["seeds_needed"] = [
+            stats.seeds_needed(row["diff_sd"], power) if row["level"] == "seeds" else None
+            for _, row in table.iterrows()]
+    return Comparison(reference, table, refused, power, partial)
+
+
+def _compared(frame, key: dict, other: str, ci_method: str, refused: list,
+              partial: list) -> dict | None:
+    """One comparison row (seed level where ≥ 2 seeds pair), or None with the reason noted."""
+    method = key["method"]
+    pairing = seed_pairing(frame, key, other)
+    if pairing.left_out and pairing.seeds:
+        partial.append(f"{method} vs {other} in {cell_label(key)}: compared on seeds "
+                       f"{', '.join(map(str, pairing.seeds))} only ({'; '.join(pairing.left_out)})")
+    if not pairing.seeds:
+        try:  # no seed pairs: the episode-level reason (different episodes, missing files)
+            paired_episodes(frame, key, other)
+        except BenchError as error:
+            if isinstance(error, EpisodesMismatch):
+                refused.append(str(error))
+                return None
+        reason = "; ".join(pairing.left_out) or "no seed in common"
+        refused.append(f"{method} and {other} in {cell_label(key)} share no training seed "
+                       f"tested on the same episodes ({reason})")
+        return None
+    a = np.concatenate(pairing.a_episodes)
+    b = np.concatenate(pairing.b_episodes)
+    episode = stats.paired_test(a, b, ci_method)
+    row = {**key, "method": other, "seeds": len(pairing.seeds),
+           "seed_list": ",".join(map(str, pairing.seeds)),
+           "episode_diff": episode.mean_diff, "episode_ci95": episode.ci95,
+           "episode_t_p": episode.t_p, "wilcoxon_p": episode.wilcoxon_p, "n": episode.n}
+    if len(pairing.seeds) >= 2:
+        test = stats.seed_paired_test(pairing.a_values, pairing.b_values)
+        row.update(level="seeds", diff=test.mean_diff, ci95=test.ci95, t_p=test.t_p,
+                   signflip_p=test.signflip_p, wins=test.wins, diff_sd=test.sd,
+                   seed_diffs=" ".join(f"{d:+.2f}" for d in test.differences))
+    else:
+        row.update(level="episodes", diff=episode.mean_diff, ci95=episode.ci95, t_p=episode.t_p,
+                   signflip_p=np.nan, wins=np.nan, diff_sd=np.nan,
+                   seed_diffs=f"{episode.mean_diff:+.2f}")
+    return row

@@ -234,20 +234,30 @@ def checked_rows(path: Path, text: str) -> list[dict]:
     if reader.fieldnames:
         check_header(path, ",".join(reader.fieldnames))
     rows = []
+    lines = text.splitlines()
+    start = reader.line_num + 1  # the line the next record begins on
     try:
         for row in reader:
             _check_schema(path, row.get("schema_version"))
             problem = _row_problem(row, len(reader.fieldnames))
             if problem:
-                line = text.splitlines()[reader.line_num - 1] if reader.line_num else ""
-                shown = line if len(line) <= 60 else line[:57] + "..."
-                raise BenchError(f"{path} line {reader.line_num} is damaged ({problem}): "
-                                 f"{shown!r}; delete or repair that line")
+                if reader.line_num > start:  # an open quote read the next lines into it
+                    problem = (f"a quote on it is never closed, so line {start + 1}"
+                               + (f"-{reader.line_num}" if reader.line_num > start + 1 else "")
+                               + " was read into it")
+                raise BenchError(f"{path} line {start} is damaged ({problem}): "
+                                 f"{_shown(lines, start)}; delete or repair line {start}")
             rows.append(row)
+            start = reader.line_num + 1
     except csv.Error as error:
-        raise BenchError(f"{path} line {reader.line_num} is damaged ({error}); delete or "
-                         "repair that line") from None
+        raise BenchError(f"{path} line {start} is damaged ({error}): {_shown(lines, start)}; "
+                         "delete or repair that line") from None
     return rows
+
+
+def _shown(lines: list[str], number: int) -> str:
+    line = lines[number - 1] if 0 < number <= len(lines) else ""
+    return repr(line if len(line) <= 60 else line[:57] + "...")
 
 
 def _check_schema(path: Path, version) -> None:

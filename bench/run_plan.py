@@ -31,36 +31,42 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
     train_shot = options["train_shot"]
     train_ways = per_shot_ways(options["train_way"])
     episodes_by_shot = train_episodes(options["train_episodes"])
+    train_shots = (distinct(int_list(train_shot, "--train-shot"), "--train-shot")
+                   if train_shot is not None else [None])
+    train_queries = distinct(int_list(options["train_query"], "--train-query"), "--train-query")
     train = TrainConfig(
-        episodes=0, way=train_ways.get(None),
-        shot=int_list(train_shot, "--train-shot")[0] if train_shot is not None else None,
-        query=int_list(options["train_query"], "--train-query")[0],
+        episodes=0, way=train_ways.get(None), shot=train_shots[0], query=train_queries[0],
         lr=options["lr"], lr_step=options["lr_step"], lr_gamma=options["lr_gamma"],
         val_every=options["val_every"], val_episodes=options["val_episodes"],
         checkpoint_every=options["checkpoint_every"],
         precision=resolve_precision(options["precision"], options["device"]),
         pretrain_epochs=options.get("pretrain_epochs", 0),
         pretrain_batch=options.get("pretrain_batch", 16),
-        pretrain_lr=options.get("pretrain_lr", 1e-3))
+        pretrain_lr=options.get("pretrain_lr", 1e-3),
+        plateau_window=options.get("plateau_window", 0),
+        plateau_delta=options.get("plateau_delta", 0.5))
     train.validate()
-    query = int_list(options["query"], "--query")[0]
+    queries = distinct(int_list(options["query"], "--query"), "--query")
     test_episodes = _count(options["test_episodes"], "--test-episodes")
     if test_episodes < 2:
         raise BenchError("--test-episodes must be at least 2 (a 95% CI needs two episodes); "
                          "write e.g. --test-episodes 600")
-    seeds = int_list(options["seeds"], "--seed", minimum=0, example="0,1,2", maximum=MAX_SEED)
+    seeds = distinct(int_list(options["seeds"], "--seed", minimum=0, example="0,1,2",
+                              maximum=MAX_SEED), "--seed")
     test_seed = test_seed_option(options.get("test_seed"))
-    ways = int_list(options["ways"], "--ways", minimum=2, example="5,20")
-    shots = int_list(options["shots"], "--shots")
+    ways = distinct(int_list(options["ways"], "--ways", minimum=2, example="5,20"), "--ways")
+    shots = distinct(int_list(options["shots"], "--shots"), "--shots")
+    check_per_shot(train_ways, shots)
     tested = test_dataset(options)
     check_pretraining(methods, train)
     cells = [
         Cell(method, options["dataset"], dataset_params, way, shot, query, test_episodes, seed,
-             replace(train, episodes=episodes_for(episodes_by_shot, train.shot or shot)
+             replace(train, episodes=episodes_for(episodes_by_shot, trained_shot or shot)
                      if METHODS.get(method.name).episodic else 0,
-                     way=train_ways.get(shot, train.way)),
+                     way=train_ways.get(shot, train.way), shot=trained_shot, query=train_query),
              *(tested or (None, ())), test_seed=None if test_seed == seed else test_seed)
-        for seed in seeds for way in ways for shot in shots for method in methods
+        for seed in seeds for way in ways for shot in shots for query in queries
+        for trained_shot in train_shots for train_query in train_queries for method in methods
     ]
     cells[0].dataset_config()  # unknown dataset option → error before anything runs
     cells[0].tested_config()
@@ -75,6 +81,27 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              storage=storage_dir(options.get("storage")))
     check_cross_cells(cells, run_options)
     return cells, run_options
+
+
+def distinct(values: list[int], option: str) -> list[int]:
+    """The values of a list option, each once; a value given twice is a one-line error (it would
+    plan the same cells twice, which a second run then reports as finished elsewhere)."""
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise BenchError(f"{option} lists {', '.join(map(str, repeated))} more than once; list "
+                         "each value once")
+    return values
+
+
+def check_per_shot(train_ways: dict, shots: list[int]) -> None:
+    """--train-way SHOT:WAY must speak of at least one shot that is run; a preset's list
+    narrowed by --shots keeps the ways of the shots left (a shot not listed trains at its test
+    way)."""
+    listed = sorted(shot for shot in train_ways if shot is not None)
+    if listed and not set(listed) & set(shots):
+        raise BenchError(f"--train-way gives training ways for {', '.join(map(str, listed))}-shot "
+                         f"only, and --shots ({', '.join(map(str, shots))}) tests none of them; "
+                         "write --train-way WAY, or SHOT:WAY for a tested shot")
 
 
 def test_seed_option(text) -> int | None:
@@ -129,8 +156,11 @@ def train_episodes(text) -> dict[int | None, int]:
         if not colon:
             raise BenchError(f"--train-episodes {text!r} mixes N and SHOT:N; write one count, or "
                              "one per shot, e.g. 1:60000,5:40000")
-        table[int_list(shot, "--train-episodes SHOT")[0]] = _count(count, "--train-episodes",
-                                                                    allow_zero=True)
+        key = int_list(shot, "--train-episodes SHOT")[0]
+        if key in table:
+            raise BenchError(f"--train-episodes gives {key}-shot twice ({text}); give each "
+                             "shot one count")
+        table[key] = _count(count, "--train-episodes", allow_zero=True)
     return table
 
 
@@ -159,6 +189,9 @@ def per_shot_ways(text: str | None) -> dict[int | None, int]:
     for item in filter(None, (part.strip() for part in str(text).split(","))):
         shot, _, way = item.partition(":")
         try:
+            if int(shot) in ways:
+                raise BenchError(f"--train-way gives {int(shot)}-shot twice ({text}); give each "
+                                 "shot one way")
             ways[int(shot)] = int(way)
         except ValueError:
             raise BenchError(f"--train-way {item!r} is not SHOT:WAY; write e.g. --train-way "

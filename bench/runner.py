@@ -167,12 +167,34 @@ def train_loop(model, optimizer, scheduler, feed, state: TrainState, cell: Cell,
                 state.best_weights = copy.deepcopy(model.state_dict())
         state.log.append(entry)
         progress.train_step(state.episode, total, loss)
+        if plateaued(state.log, config):
+            break  # the budget rule: finished, not interrupted (no checkpoint needed)
         interval = config.checkpoint_every
         stopping = should_stop()
         if checkpoint is not None and (stopping or (interval and state.episode % interval == 0)):
             checkpoint()
         if stopping:
             break
+
+
+def plateaued(log: list[dict], config) -> bool:
+    """The budget rule, checked at the last log entry when it is a validation: the best
+    validation accuracy so far has risen by at most ``plateau_delta`` points over the last
+    ``plateau_window`` episodes (best now − best at or before episode e − window ≤ delta). Never
+    before a full window has passed; off when ``plateau_window`` is 0."""
+    window = getattr(config, "plateau_window", 0)
+    if not window or not log or log[-1]["val_acc"] != log[-1]["val_acc"]:  # NaN: no validation
+        return False
+    now = log[-1]["episode"]
+    if now < window:
+        return False
+    validations = [(entry["episode"], entry["val_acc"]) for entry in log
+                   if entry["val_acc"] == entry["val_acc"]]
+    before = [acc for episode, acc in validations if episode <= now - window]
+    if not before:
+        return False
+    best_now = max(acc for _, acc in validations)
+    return 100.0 * (best_now - max(before)) <= config.plateau_delta + 1e-9
 
 
 def _validates(episode: int, config, validate) -> bool:

@@ -11,10 +11,23 @@ percent; every function returns values in the units it was given.
   overlapping CIs hide.
 - ``holm``: Holm's step-down adjustment of a family of p-values (controls the family-wise error
   rate without assuming independence).
+
+Over training runs (``docs/statistics.md``): a training run is itself a random draw, so a method's
+accuracy and a difference between methods are also estimated over S runs (seeds), each run's value
+being its mean over the test episodes:
+
+- ``seed_ci``: mean of the S per-run values ± t(0.975, S−1)·sd/√S (each run's value already holds
+  its episode noise, so this one interval covers both sources).
+- ``seed_paired_test``: the per-seed differences d[s] (both runs of seed s on identical episodes):
+  mean ± t-CI, the one-sample t-test of d against 0, the exact sign-flip permutation test (all
+  2^S sign patterns; smallest possible two-sided p: 2/2^S) and the fraction of seeds with d > 0.
+- ``seeds_needed``: runs needed to detect a paired difference δ at power 1 − β, two-sided α,
+  from the between-run SD of the differences (t quantiles, solved for the smallest S).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,3 +129,96 @@ def combined_ci(ci95s) -> float:
     """
     ci95s = np.asarray(ci95s, dtype=np.float64)
     return float(np.sqrt(np.sum(ci95s ** 2)) / ci95s.size)
+
+
+def seed_ci(values) -> tuple[float, float]:
+    """(mean, 95% CI half-width over runs) of one value per training run: Student t with S − 1
+    degrees of freedom; NaN half-width for S < 2."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()) if values.size else float("nan"), float("nan")
+    sd = values.std(ddof=1)
+    return (float(values.mean()),
+            float(stats.t.ppf(0.975, values.size - 1) * sd / np.sqrt(values.size)))
+
+
+def signflip_p(differences) -> float:
+    """Exact two-sided sign-flip permutation p of paired differences: the share of the 2^S sign
+    patterns whose |Σ ±d| is at least |Σ d| (ties within float rounding count). 1 when all are 0."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size > 20:
+        raise BenchError(f"the exact sign-flip test enumerates 2^S patterns; S = {d.size} is "
+                         "too many (at most 20)")
+    if not np.any(d):
+        return 1.0
+    signs = 1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)
+    sums = np.abs(signs @ d)
+    observed = abs(d.sum())
+    return float(np.mean(sums >= observed - 1e-9 * max(1.0, observed)))
+
+
+def signflip_floor(seeds: int) -> float:
+    """The smallest two-sided p the exact sign-flip test can give with ``seeds`` runs: 2/2^S."""
+    return min(1.0, 2.0 / 2 ** seeds)
+
+
+@dataclass(frozen=True)
+class SeedPairedTest:
+    """``a − b`` over S training runs, each run's difference measured on identical episodes."""
+
+    differences: tuple  # d[s], in seed order
+    mean_diff: float
+    ci95: float  # t(0.975, S−1)·sd(d)/√S; NaN for S < 2
+    t_p: float  # one-sample t-test of d against 0 (S − 1 degrees of freedom)
+    signflip_p: float  # exact, no normality assumed
+    wins: float  # fraction of seeds with d > 0 (a tie counts one half)
+    sd: float  # between-run SD of the differences
+
+    @property
+    def seeds(self) -> int:
+        return len(self.differences)
+
+
+def seed_paired_test(a, b) -> SeedPairedTest:
+    """Paired comparison over training runs: ``a[s]`` and ``b[s]`` are the mean accuracies of
+    seed s of two methods on identical test episodes (S ≥ 2)."""
+    from scipy import stats
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise BenchError(f"a seed-level test needs one value per seed of each method, got "
+                         f"{a.shape} and {b.shape}")
+    if a.size < 2:
+        raise BenchError("a seed-level test needs at least 2 seeds (training runs)")
+    d = a - b
+    mean, half = seed_ci(d)
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:  # every run differs by the same amount: t is undefined; 0 difference → p = 1
+        t_p = 1.0 if mean == 0 else 0.0
+    else:
+        t_p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    wins = float(np.mean((d > 0) + 0.5 * (d == 0)))
+    return SeedPairedTest(tuple(float(x) for x in d), mean, half, t_p, signflip_p(d), wins, sd)
+
+
+def seeds_needed(sd: float, delta: float, power: float = 0.8, alpha: float = 0.05,
+                 most: int = 10_000) -> int | None:
+    """Smallest S with t(1−α/2, S−1) + t(power, S−1) ≤ δ·√S / sd: the training runs a paired
+    difference of true size ``delta`` needs to be detected by the seed-level t-test with the given
+    power (``docs/statistics.md``). 2 is the least; None if more than ``most``; sd 0 → 2."""
+    from scipy import stats
+
+    if not delta > 0:
+        raise BenchError(f"the difference to detect must be positive, got {delta}")
+    if not math.isfinite(sd) or sd < 0:
+        return None
+    if sd == 0:
+        return 2
+    for count in range(2, most + 1):
+        df = count - 1
+        if stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df) <= delta * math.sqrt(count) / sd:
+            return count
+    return None

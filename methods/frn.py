@@ -71,6 +71,9 @@ class FeatureMapReconstruction(FewShotClassifier):
             super().validate()
             if not self.aux >= 0:
                 raise BenchError(f"aux={self.aux} of frn must be ≥ 0 (0: off, official 0.03)")
+            if not self.gamma > 0:  # −γ·error with γ ≤ 0 rewards the worst reconstruction
+                raise BenchError(f"gamma={self.gamma} of frn must be > 0: the logit is −γ · "
+                                 "reconstruction error (official 1.0)")
 
     def __init__(self, config: Config, in_channels: int):
         super().__init__(config, in_channels)

@@ -42,19 +42,41 @@ def test_identical_results_pass(baseline):
     assert check.failed(verdicts) == []
 
 
-def test_rule_is_drop_beyond_combined_ci(baseline):
-    allowed = math.sqrt(2) * check.cell_accuracies(baseline)[TRM_5SHOT][1]
-    assert check.failed(check.check(baseline, weakened(baseline, allowed - 0.01))) == []
-    failures = check.failed(check.check(baseline, weakened(baseline, allowed + 0.01)))
+def test_one_seed_baseline_rule_is_drop_beyond_combined_ci(baseline):
+    one_seed = baseline[baseline["seed"] == 0]
+    allowed = math.sqrt(2) * check.cell_accuracies(one_seed)[TRM_5SHOT][1]
+    assert check.failed(check.check(one_seed, weakened(one_seed, allowed - 0.01))) == []
+    failures = check.failed(check.check(one_seed, weakened(one_seed, allowed + 0.01)))
     assert [f.key for f in failures] == [TRM_5SHOT]
     assert failures[0].drop == pytest.approx(allowed + 0.01)
+    assert "episode CIs" in failures[0].describe()
+
+
+def test_multi_seed_baseline_rule_is_its_between_run_spread(baseline):
+    """Two seeds of trm 5-shot (69.63, 69.83): the allowed drop of one fresh run is the 95%
+    prediction half-width t(0.975, 1) · sd · sqrt(1/2 + 1/1), whatever the episode CIs say."""
+    from scipy import stats as scipy_stats
+
+    accs = baseline[(baseline["method"] == "trm") & (baseline["shot"] == 5)]["acc"].to_numpy()
+    fresh = baseline[baseline["seed"] == 0]
+    allowed = scipy_stats.t.ppf(0.975, 1) * accs.std(ddof=1) * math.sqrt(1 / 2 + 1)
+    drop = accs.mean() - fresh[(fresh["method"] == "trm") & (fresh["shot"] == 5)]["acc"].iloc[0]
+    verdict = {v.key: v for v in check.check(baseline, fresh)}[TRM_5SHOT]
+    assert verdict.allowed == pytest.approx(allowed)
+    assert verdict.drop == pytest.approx(drop)
+    assert "over runs: between-run SD of the baseline's 2 runs" in verdict.describe()
+    margin = allowed - drop
+    assert check.failed(check.check(baseline, weakened(fresh, margin - 0.01))) == []
+    failures = check.failed(check.check(baseline, weakened(fresh, margin + 0.01)))
+    assert [f.key for f in failures] == [TRM_5SHOT]
 
 
 def test_regression_line_names_method_cell_and_drop(baseline):
-    (failure,) = check.failed(check.check(baseline, weakened(baseline, 4.0)))
+    one_seed = baseline[baseline["seed"] == 0]
+    (failure,) = check.failed(check.check(one_seed, weakened(one_seed, 4.0)))
     line = failure.describe()
-    assert line.startswith("REGRESSION trm on glyphs 5-way 5-shot (test, conv4): baseline 69.73")
-    assert "new 65.73" in line and "drop +4.00 points (allowed 1.69)" in line
+    assert line.startswith("REGRESSION trm on glyphs 5-way 5-shot (test, conv4): baseline 69.83")
+    assert "new 65.83" in line and "drop +4.00 points (allowed 2.49, episode CIs" in line
 
 
 def test_improvement_and_new_cells_pass(baseline):
@@ -134,3 +156,60 @@ def test_allow_missing_with_nothing_compared_fails(tmp_path, baseline):
                                                 "--results", str(EXAMPLE)])
     assert "every compared cell within its CIs" in result.output
     assert "(6 compared, 0 missing, 0 new)" in result.output
+
+
+def _one_cell(acc=80.0, ci95=1.0, **protocol):
+    row = {"method": "trm", "dataset": "glyphs", "split": "standard", "backbone": "conv64f",
+           "way": 5, "shot": 1, "acc": acc, "ci95": ci95, "seed": 0, "cell_id": f"c{acc}",
+           "query": 15, "test_episodes": 600, "train_episodes": 500, "train_way": 5,
+           "train_shot": 1, "train_query": 15}
+    row.update(protocol)
+    return pd.DataFrame([row])
+
+
+@pytest.mark.parametrize("acc", [float("nan"), 150.0, -1.0])
+def test_an_accuracy_that_is_not_one_never_passes(acc):
+    (verdict,) = check.check(_one_cell(94.3), _one_cell(acc))
+    assert verdict.status == "invalid" and check.failed([verdict])
+    assert verdict.describe().startswith("INVALID trm on glyphs 5-way 1-shot")
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1.0])
+def test_a_tolerance_that_is_not_finite_is_refused(tolerance):
+    with pytest.raises(BenchError, match="--tolerance must be a finite number of points ≥ 0"):
+        check.check(_one_cell(94.3), _one_cell(60.0), allow_missing=True, tolerance=tolerance)
+
+
+def test_another_protocol_is_not_comparable():
+    """1 training episode, 2 test episodes of 1 query, 50 ± 58.8 against a 94.3 baseline."""
+    fresh = _one_cell(50.0, 58.8, query=1, test_episodes=2, train_episodes=1)
+    (verdict,) = check.check(_one_cell(94.3), fresh, allow_missing=True)
+    assert verdict.status == "not-comparable" and check.failed([verdict])
+    line = verdict.describe()
+    assert line.startswith("NOT COMPARABLE trm on glyphs 5-way 1-shot")
+    assert "query 15 in the baseline, 1 here" in line and "test_episodes 600" in line
+    assert "train_episodes 500 in the baseline, 1 here" in line
+
+
+def test_update_shows_changes_and_refuses_to_lose_cells(tmp_path, baseline):
+    runner = CliRunner()
+    path = tmp_path / "ci.csv"
+    assert runner.invoke(check_command, ["--baseline", str(path), "--results", str(EXAMPLE),
+                                         "--update"]).exit_code == 0
+    before = path.read_bytes()
+    few = tmp_path / "few.csv"
+    baseline[baseline["method"] == "trm"].drop(columns="source_dir").to_csv(few, index=False)
+    result = runner.invoke(check_command, ["--baseline", str(path), "--results", str(few),
+                                           "--update"])
+    assert isinstance(result.exception, BenchError)
+    assert "--update would lose what" in str(result.exception)
+    assert "dropped protonet on glyphs 5-way 1-shot" in str(result.exception)
+    assert "--accept-losses" in str(result.exception)
+    assert path.read_bytes() == before  # nothing written
+    result = runner.invoke(check_command, ["--baseline", str(path), "--results", str(few),
+                                           "--update", "--accept-losses"])
+    assert result.exit_code == 0, result.output
+    assert "dropped cosine on glyphs 5-way 1-shot" in result.output
+    assert "moved trm on glyphs 5-way 1-shot (test, conv4): 53.01 → 53.01 (+0.00 points)" \
+        in result.output
+    assert len(load(path)) == 4

@@ -97,7 +97,7 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
     row = pd.read_csv(roots["tmp"] / "cross" / "results.csv").iloc[0]
     assert (row["dataset"], row["train_dataset"], row["split"]) == (
         "cub", "mini-imagenet", f"closer-look (size={SIDE})")
-    assert row["schema_version"] == results.SCHEMA_VERSION == 3
+    assert row["schema_version"] == results.SCHEMA_VERSION == 4
     # the stored model's training fingerprint, not the test data's
     assert row["train_data"] == torch.load(model_file, weights_only=False)["train_data"]
     assert not (roots["tmp"] / "cross" / "models").exists()  # nothing trained

@@ -137,3 +137,26 @@ def test_watchdog_ends_a_process_stuck_in_a_long_c_call():
     code, seconds, stderr = interrupt_when(process, "ready", delay=0.2)
     assert code == 130 and seconds < 4, (code, seconds, stderr)
     assert stderr.strip() == f"stopped while hashing: nothing to keep; {RESUME}"
+
+
+CHILD_SIGNALS = """
+import os, signal, time
+from bench.interrupt import GRACE_SECONDS, STOP
+
+signal.signal(signal.SIGCHLD, lambda *args: None)  # as a DataLoader's worker handling does
+with STOP.installed_handlers(), STOP.phase("evaluating", "nothing to keep"):
+    for _ in range(3):
+        os.kill(os.getpid(), signal.SIGCHLD)  # a byte on the watchdog's wake-up pipe
+        time.sleep(0.2)
+    time.sleep(GRACE_SECONDS + 1.0)
+    print("still running", flush=True)
+"""
+
+
+def test_a_signal_that_is_not_a_stop_never_ends_the_run():
+    """--prefetch runs exited 130 by themselves: the DataLoader's SIGCHLD handler writes to the
+    same wake-up fd, and the watchdog took any byte for a stop."""
+    result = subprocess.run([sys.executable, "-c", CHILD_SIGNALS], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "still running" and "stopped" not in result.stderr

@@ -61,7 +61,8 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     with pytest.raises(BenchError, match=r"protonet \[train.shot=5\] and protonet "
                                          r"\[train.shot=1\] in glyphs 5-way 5-shot were "
                                          "measured on different episodes"):
-        report.compare(edited, "protonet [train.shot=5]")  # seed 1's episodes vs seed 0's
+        report.compare(edited, "protonet [train.shot=5]",  # seed 1's episodes vs seed 0's
+                       against=["protonet [train.shot=1]"])
     curves, draw = [], plots.curves_figure
     monkeypatch.setattr(plots, "curves_figure", lambda logs, *args: curves.append(sorted(logs))
                         or draw(logs, *args))
@@ -118,52 +119,109 @@ def test_a_setting_configs_leave_out_reads_as_its_default(frame):
     same = summary_of({0: "fp32", 1: None})
     assert same.loc[("protonet", 5), "n_seeds"] == 2
 
-def test_summary_pools_seeds(frame):
+def one_seed(frame, seed=0):
+    return frame[frame["seed"] == seed]
+
+
+def test_summary_is_over_seeds_with_the_episode_ci_beside_it(frame):
+    """Two seeds: the mean of the per-seed accuracies ± t(0.975, 1)·sd/√2 over the seeds; the
+    pooled-episode CI stays as episode_ci95; spread and episode SE side by side."""
     summary = report.summarize(frame).set_index(["method", "shot"])
+    rows = frame[(frame.method == "trm") & (frame.shot == 1)].sort_values("seed")
+    per_seed = np.array([np.load(EXAMPLE / "per_episode" / f"{cell}.npy").mean() * 100
+                         for cell in rows["cell_id"]])
     pooled = episodes_of(frame, "trm", 1)
     cell = summary.loc[("trm", 1)]
-    assert cell["acc"] == pytest.approx(pooled.mean())
-    assert cell["acc"] == pytest.approx(frame[(frame.method == "trm") & (frame.shot == 1)].acc.mean())
-    assert cell["ci95"] == pytest.approx(1.96 * pooled.std(ddof=1) / np.sqrt(400))
+    assert cell["acc"] == pytest.approx(per_seed.mean())
+    low, high = scipy_stats.t.interval(0.95, 1, loc=per_seed.mean(),
+                                       scale=scipy_stats.sem(per_seed))
+    assert cell["ci95"] == pytest.approx((high - low) / 2)
+    assert cell["ci_level"] == "seeds"
+    assert cell["episode_ci95"] == pytest.approx(1.96 * pooled.std(ddof=1) / np.sqrt(400))
+    assert cell["between_sd"] == pytest.approx(per_seed.std(ddof=1))
     assert (cell["n_episodes"], cell["n_seeds"]) == (400, 2)
     assert len(summary) == 6
 
 
-def test_bold_only_where_the_lead_is_significant(frame):
-    summary = report.summarize(frame).set_index(["method", "shot"])
-    assert summary.loc[("trm", 1), "bold"]  # +3.5 points over protonet, paired p ~ 1e-12
-    assert summary.loc[("trm", 1), "lead_test"] == "paired t-test"
-    assert not summary["bold"].drop(index=[("trm", 1)]).any()  # 5-shot lead: p = 0.095
+def test_summary_of_one_seed_is_its_episode_ci(frame):
+    summary = report.summarize(one_seed(frame)).set_index(["method", "shot"])
+    pooled = episodes_of(one_seed(frame), "trm", 1)
+    cell = summary.loc[("trm", 1)]
+    assert cell["acc"] == pytest.approx(pooled.mean())
+    assert cell["ci95"] == pytest.approx(1.96 * pooled.std(ddof=1) / np.sqrt(200))
+    assert cell["ci_level"] == "episodes" and cell["n_seeds"] == 1
 
 
-def test_bold_falls_back_to_ci_overlap_on_different_episodes(with_mismatched):
-    frame = report.with_episodes(with_mismatched)
+def test_bold_only_where_the_lead_holds_over_seeds(frame):
     summary = report.summarize(frame).set_index(["method", "shot"])
-    assert not summary["bold"].xs(5, level="shot").any()  # variant best, CIs overlap trm's
+    # +3.23 and +3.77 points over protonet in the two seeds: paired t over seeds p = 0.049
+    assert summary.loc[("trm", 1), "bold"]
+    assert summary.loc[("trm", 1), "lead_test"] == "paired t over 2 seeds"
+    assert not summary["bold"].drop(index=[("trm", 1)]).any()  # 5-shot: +0.57, +0.91, p = 0.15
+
+
+def test_a_lead_within_one_run_is_not_bold(frame):
+    summary = report.summarize(one_seed(frame)).set_index(["method", "shot"])
+    assert not summary["bold"].any()
+    assert summary.loc[("trm", 1), "within_run_lead"]
+    assert summary.loc[("trm", 1), "lead_test"] == "within one run: paired t-test"
+    text = tables.report_text(one_seed(frame), "markdown")
+    assert "| trm (conv4) | 53.24 ± 1.77 (1 run)‡ |" in text
+    assert "One training run per cell: every ± covers the test episodes of that one run" in text
+    assert "‡: best in its column and ahead of the runner-up within one training run only" in text
+
+
+def test_without_shared_episodes_one_run_falls_back_to_ci_overlap(with_mismatched):
+    frame = report.with_episodes(one_seed(with_mismatched))
     is_variant = frame["method"] == "trm(attn_dim=128)"
     boosted = frame.assign(episodes=[e + 0.1 if v else e
                                      for e, v in zip(frame["episodes"], is_variant)])
     summary = report.summarize(boosted).set_index(["method", "shot"])
-    assert summary.loc[("trm(attn_dim=128)", 5), "bold"]
-    assert summary.loc[("trm(attn_dim=128)", 5), "lead_test"] == "non-overlapping CIs"
+    assert not summary.loc[("trm(attn_dim=128)", 5), "bold"]
+    assert summary.loc[("trm(attn_dim=128)", 5), "within_run_lead"]
+    assert summary.loc[("trm(attn_dim=128)", 5), "lead_test"] == \
+        "within one run: non-overlapping CIs"
 
 
-def test_paired_p_values_match_scipy_by_hand(frame):
-    table = report.compare(frame, "trm").table.set_index(["method", "shot"])
+def test_one_run_comparison_is_the_episode_level_test(frame):
+    single = one_seed(frame)
+    table = report.compare(single, "trm").table.set_index(["method", "shot"])
     raw = []
     for method, shot in table.index:
-        a, b = episodes_of(frame, "trm", shot), episodes_of(frame, method, shot)
+        a, b = episodes_of(single, "trm", shot), episodes_of(single, method, shot)
         row = table.loc[(method, shot)]
+        assert row["level"] == "episodes"
         assert row["diff"] == pytest.approx((a - b).mean())
         assert row["t_p"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
         assert row["wilcoxon_p"] == pytest.approx(scipy_stats.wilcoxon(a, b).pvalue)
-        assert row["n"] == 400
+        assert row["n"] == 200
+        assert row["verdict"].startswith("not established (one run")
         raw.append(row["t_p"])
     # Holm by hand: i-th smallest of m times (m - i), running maximum, in raw-p order.
     order = np.argsort(raw)
     expected = np.maximum.accumulate([min(1, (len(raw) - i) * raw[j]) for i, j in enumerate(order)])
     assert table["t_p_holm"].to_numpy()[order] == pytest.approx(expected)
     assert np.all(np.diff(table["t_p_holm"].to_numpy()[order]) >= 0)
+
+
+def test_seed_level_comparison_matches_scipy(frame):
+    table = report.compare(frame, "trm").table.set_index(["method", "shot"])
+    for method, shot in table.index:
+        row = table.loc[(method, shot)]
+        rows = {m: frame[(frame.method == m) & (frame.shot == shot)].sort_values("seed")
+                for m in ("trm", method)}
+        means = {m: np.array([np.load(EXAMPLE / "per_episode" / f"{c}.npy").mean() * 100
+                              for c in rows[m]["cell_id"]]) for m in rows}
+        d = means["trm"] - means[method]
+        assert row["level"] == "seeds" and row["seeds"] == 2
+        assert row["diff"] == pytest.approx(d.mean())
+        low, high = scipy_stats.t.interval(0.95, 1, loc=d.mean(), scale=scipy_stats.sem(d))
+        assert row["ci95"] == pytest.approx((high - low) / 2)
+        assert row["t_p"] == pytest.approx(scipy_stats.ttest_1samp(d, 0).pvalue)
+        assert row["signflip_p"] == pytest.approx(0.5)  # 2 seeds: the smallest p is 2/4
+        pooled_a, pooled_b = episodes_of(frame, "trm", shot), episodes_of(frame, method, shot)
+        assert row["episode_t_p"] == pytest.approx(scipy_stats.ttest_rel(pooled_a,
+                                                                          pooled_b).pvalue)
 
 
 def test_pairs_on_different_episodes_are_refused(with_mismatched):
@@ -190,14 +248,15 @@ def test_markdown_table_values(frame):
     text = tables.report_text(frame, "markdown")
     assert "### glyphs, 5-way (test)" in text
     assert "| method | 1-shot | 5-shot |" in text
-    assert "| trm (conv4) | **53.01 ± 1.30** | 69.73 ± 1.19 |" in text
-    assert "| protonet (conv4) | 49.51 ± 1.32 | 68.99 ± 1.20 |" in text
-    assert "N = 400 episodes from 2 seeds per cell." in text
+    assert "| trm (conv4) | **53.01 ± 2.88 (2 runs)** | 69.73 ± 1.27 (2 runs) |" in text
+    assert "| protonet (conv4) | 49.51 ± 6.31 (2 runs) | 68.99 ± 3.47 (2 runs) |" in text
+    assert "N = 200 test episodes per run, 2 runs per cell." in text
+    assert "| 1 | protonet | 2 | 0.70 | 0.95 | 0.7 | ± 6.31 | ± 1.32 |" in text
 
 
 def test_latex_and_csv(with_mismatched):
     latex = tables.report_text(with_mismatched, "latex", reference="trm")
-    assert r"\textbf{53.01 $\pm$ 1.30}" in latex
+    assert r"\textbf{53.01 $\pm$ 2.88 (2 runs)}" in latex
     assert r"trm(attn\_dim=128)" in latex
     summary_csv = tables.report_text(with_mismatched, "csv").splitlines()
     assert summary_csv[0].startswith("dataset,split,way,method,backbone,shot,acc,ci95")
@@ -211,9 +270,10 @@ def test_cli_markdown_and_compare():
     result = runner.invoke(report_command, [str(EXAMPLE), "--format", "markdown",
                                             "--compare", "trm"])
     assert result.exit_code == 0, result.output
-    assert "| trm (conv4) | **53.01 ± 1.30** | 69.73 ± 1.19 |" in result.output
+    assert "| trm (conv4) | **53.01 ± 2.88 (2 runs)** | 69.73 ± 1.27 (2 runs) |" in result.output
     assert "paired comparison against trm" in result.output
-    assert "| 5 | protonet | +0.74 ± 0.87 | 0.095 |" in result.output
+    assert ("| 5 | protonet | +0.74 ± 2.20 | +0.57 +0.91 | 0.146 (0.146) | 0.500 (1.000) | "
+            "2/2 | not established |") in result.output
     result = runner.invoke(report_command, [str(EXAMPLE), "--compare", "nobody"])
     assert isinstance(result.exception, BenchError)
 
@@ -225,14 +285,14 @@ def test_symlinked_results_file_finds_its_per_episode_files(tmp_path):
     result = CliRunner().invoke(report_command, [str(link), "--format", "markdown",
                                                  "--compare", "trm"])
     assert result.exit_code == 0, result.output
-    assert "| 5 | protonet | +0.74 ± 0.87 | 0.095 |" in result.output
+    assert "| 5 | protonet | +0.74 ± 2.20 | +0.57 +0.91 |" in result.output
 
 
 def test_cli_rich_table_renders(with_mismatched):
     result = CliRunner().invoke(report_command, [str(EXAMPLE), str(MISMATCHED), "--compare",
                                                  "trm"])
     assert result.exit_code == 0, result.output
-    assert "53.01 ± 1.30" in result.output and "Not compared" in result.output
+    assert "53.01 ± 2.88" in result.output and "Not compared" in result.output
 
 
 def test_plots_written_and_not_empty(frame, tmp_path):
@@ -270,7 +330,7 @@ def test_report_without_per_episode_files_prints_csv_numbers_and_says_why(tmp_pa
     assert result.exit_code == 0, result.output
     rows = load(copy)
     trm = rows[(rows["method"] == "trm") & (rows["shot"] == 1)]
-    assert f"| trm (conv4) | **{trm['acc'].mean():.2f} ± 1.30†** |" in result.output
+    assert f"| trm (conv4) | {trm['acc'].mean():.2f} ± 2.88 (2 runs)† |" in result.output
     assert "†: per-episode files missing" in result.output
     assert "nothing could be paired" in result.output
     assert result.output.count("Not compared: trm in glyphs 5-way 1-shot has no per-episode "

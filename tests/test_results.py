@@ -62,3 +62,24 @@ def test_a_file_with_unknown_columns_is_not_appended_to(tmp_path):
     (out / "results.csv").write_text(",".join(results.COLUMNS + ["future"]) + "\n")
     with pytest.raises(BenchError, match="columns this fewshot-bench does not know \\(future\\)"):
         results.append_row(out, row("new"))
+
+
+@pytest.mark.parametrize("garbage, reason", [
+    ('garbage,"unterminated,1,2', "a quote on it is never closed, so line 4 was read into it"),
+    ("garbage,1,2", "3 fields, the header has"),
+])
+def test_the_damaged_line_named_is_the_damaged_line(tmp_path, garbage, reason):
+    """Garbage inserted as line 3: the error names line 3 (an open quote used to make it say
+    line 4, a good row, which the advice then deleted)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(__file__).parent / "data" / "example_results", copy)
+    path = copy / "results.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2] + [garbage + "\n"] + lines[2:]))
+    with pytest.raises(BenchError) as error:
+        results.load(copy)
+    message = str(error.value)
+    assert "results.csv line 3 is damaged (" in message and reason in message
+    assert message.endswith("delete or repair line 3")

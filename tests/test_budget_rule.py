@@ -1,0 +1,76 @@
+"""The budget rule (--plateau-window / --plateau-delta): training stops once the best validation
+accuracy has stopped rising; --train-episodes is the cap."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from bench.config import Cell, MethodSpec, TrainConfig
+from bench.errors import BenchError
+from bench.runner import plateaued
+
+
+def log(*validations, every=100):
+    """A training log with a validation every ``every`` episodes (accuracies as fractions)."""
+    entries = []
+    for index, accuracy in enumerate(validations, start=1):
+        for episode in range((index - 1) * every + 1, index * every + 1):
+            entries.append({"episode": episode, "val_acc": accuracy if episode == index * every
+                            else math.nan})
+    return entries
+
+
+RULE = SimpleNamespace(plateau_window=200, plateau_delta=0.5)
+
+
+def test_stops_when_the_best_rose_by_at_most_delta_over_the_window():
+    assert not plateaued(log(0.40, 0.45), RULE)  # a window has not passed since the first
+    assert not plateaued(log(0.40, 0.45, 0.50), RULE)  # best 50.0 vs 40.0 at episode 100
+    assert plateaued(log(0.40, 0.50, 0.502, 0.503), RULE)  # 50.3 vs 50.0 at episode 200
+    assert plateaued(log(0.40, 0.50, 0.49, 0.48), RULE)  # falling: best 50.0 vs 50.0
+    assert not plateaued(log(0.40, 0.50, 0.49, 0.56), RULE)  # a late rise keeps it going
+
+
+def test_only_at_a_validation_and_never_when_off():
+    entries = log(0.40, 0.50, 0.502, 0.503)
+    assert not plateaued(entries + [{"episode": 401, "val_acc": math.nan}], RULE)
+    assert not plateaued(entries, SimpleNamespace(plateau_window=0, plateau_delta=0.5))
+
+
+def test_rule_is_part_of_the_training_id_only_when_on():
+    plain = Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 15, 10, 0, TrainConfig())
+    ruled = Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 15, 10, 0,
+                 TrainConfig(plateau_window=500))
+    assert "plateau_window" not in plain.training()["train"]
+    assert ruled.training()["train"]["plateau_window"] == 500
+    assert plain.training_id != ruled.training_id
+
+
+@pytest.mark.parametrize("config, message", [
+    (TrainConfig(plateau_window=-1), "--plateau-window must be ≥ 0"),
+    (TrainConfig(plateau_delta=-0.1), "--plateau-delta ≥ 0"),
+    (TrainConfig(plateau_window=100, val_every=0), "set --val-every"),
+])
+def test_bad_rules_are_one_line_errors(config, message):
+    with pytest.raises(BenchError, match=message):
+        config.validate()
+
+
+def test_a_run_stops_at_the_plateau_and_finishes(tmp_path, capsys, monkeypatch, glyph_cache):
+    import pandas as pd
+
+    from bench.cli import main
+
+    monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(glyph_cache))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--methods", "protonet", "--shots", "1", "--train-episodes", "400",
+              "--val-every", "20", "--val-episodes", "10", "--plateau-window", "40",
+              "--plateau-delta", "100", "--test-episodes", "10", "--train-query", "5",
+              "--query", "5", "-D", "instances=8", "--threads", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    row = pd.read_csv(tmp_path / "results.csv").iloc[0]
+    training_log = pd.read_csv(tmp_path / "logs" / f"{row['cell_id']}.csv")
+    # 100 points of slack: stops at the first validation with one a window before it (20)
+    assert training_log["episode"].max() == 60
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
