@@ -115,7 +115,7 @@ def cell_runs(frame) -> dict:
         runs = rows["seed"] if "seed" in rows.columns else rows.index  # no seed column: a row each
         per_seed = rows.groupby(runs)["acc"].mean().to_numpy(dtype=float)
         sd = float(per_seed.std(ddof=1)) if per_seed.size >= 2 else math.nan
-        cells[tuple(key)] = (float(rows["acc"].mean()), stats.combined_ci(rows["ci95"]),
+        cells[tuple(key)] = (float(per_seed.mean()), stats.combined_ci(rows["ci95"]),
                              int(per_seed.size), sd)
     return cells
 
@@ -125,8 +125,8 @@ def run_allowance(baseline_seeds: int, sd: float, fresh_seeds: int) -> float:
     SD: t(0.975, S − 1) · sd · sqrt(1/S + 1/S_fresh); NaN for a one-run baseline."""
     from scipy import stats as scipy_stats
 
-    if baseline_seeds < 2 or math.isnan(sd):
-        return math.nan
+    if baseline_seeds < 2 or not sd > 0:  # one run, or runs that agree to the last digit:
+        return math.nan  # no spread to go by; the episode CIs decide
     return float(scipy_stats.t.ppf(0.975, baseline_seeds - 1) * sd
                  * math.sqrt(1 / baseline_seeds + 1 / max(fresh_seeds, 1)))
 
@@ -180,10 +180,18 @@ def cell_protocols(frame) -> dict:
     columns = [column for column in PROTOCOL if column in frame.columns]
     protocols = {}
     for key, rows in frame.groupby(CHECK_KEYS, sort=True):
-        protocols[tuple(key)] = {column: sorted({str(value) for value in rows[column]
+        protocols[tuple(key)] = {column: sorted({_setting_text(value) for value in rows[column]
                                                  if value == value})
                                  for column in columns}
     return protocols
+
+
+def _setting_text(value) -> str:
+    """15, 15.0 and "15" alike (a CSV column with an empty cell reads as floats)."""
+    try:
+        return format(float(value), "g")
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def protocol_difference(baseline: dict | None, fresh: dict | None) -> str:
@@ -235,11 +243,11 @@ def load_baseline(path) -> object:
     return load(path)
 
 
-def baseline_changes(old, fresh) -> tuple[list[str], list[str]]:
+def baseline_changes(old, fresh, tolerance: float = 0.0) -> tuple[list[str], list[str]]:
     """What replacing baseline rows ``old`` by ``fresh`` changes: (every change as a line,
     the lines of changes that lose coverage or accuracy: dropped cells, cells now worse than
     the old baseline allows, invalid accuracies)."""
-    verdicts = check(old, fresh)
+    verdicts = check(old, fresh, tolerance=tolerance)
     lines, losses = [], []
     for verdict in verdicts:
         method, dataset, split, backbone, way, shot = verdict.key
@@ -260,14 +268,15 @@ def baseline_changes(old, fresh) -> tuple[list[str], list[str]]:
     return lines, losses
 
 
-def update_baseline(fresh, path, accept_losses: bool = False) -> tuple[int, list[str]]:
+def update_baseline(fresh, path, accept_losses: bool = False,
+                    tolerance: float = 0.0) -> tuple[int, list[str]]:
     """Replace the baseline at ``path`` by the rows of ``fresh`` (results columns only);
     (rows written, the change lines). Refuses (BenchError, nothing written) when the change
     drops a cell or lowers one beyond its noise, unless ``accept_losses``."""
     path = Path(path)
     changes = []
     if path.is_file():
-        changes, losses = baseline_changes(load(path), fresh)
+        changes, losses = baseline_changes(load(path), fresh, tolerance)
         if losses and not accept_losses:
             shown = "; ".join(losses[:5]) + (f"; and {len(losses) - 5} more"
                                              if len(losses) > 5 else "")

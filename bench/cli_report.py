@@ -45,6 +45,10 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method, power
     if power is not None and not reference:
         raise BenchError("--power needs --compare METHOD (it sizes the paired comparisons)")
     frame = load(list(results) or [DEFAULT_RESULTS])
+    if plots_dir is not None:  # a folder that cannot take figures fails before any table
+        from bench.plots import writable_dir
+
+        writable_dir(plots_dir)
     if fmt == "table":
         from rich.console import Console
 
@@ -111,7 +115,7 @@ def check_command(ctx, baseline, results, update, accept_losses, allow_missing,
 
     fresh = load(list(results) or [DEFAULT_RESULTS])
     if update:
-        count, changes = check.update_baseline(fresh, baseline, accept_losses)
+        count, changes = check.update_baseline(fresh, baseline, accept_losses, tolerance)
         for line in changes:
             click.echo(line)
         click.echo(f"baseline {baseline} rewritten: {count} rows from "

@@ -105,12 +105,18 @@ def parse_methods(text: str) -> list[MethodSpec]:
     items, depth, current = [], 0, ""
     for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise BenchError(f"--methods {text!r} closes a parenthesis it never opened; write "
+                             "NAME(key=value,...)")
         if char == "," and depth == 0:
             items.append(current)
             current = ""
         else:
             current += char
     items.append(current)
+    if depth:
+        raise BenchError(f"--methods {text!r} leaves a parenthesis open; write "
+                         "NAME(key=value,...)")
     items = [item.strip() for item in items if item.strip()]
     if not items:
         raise BenchError(f"--methods is empty; valid methods: {', '.join(METHODS.names())}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.report import CELL_KEYS, GROUP_KEYS, pooling_rows, summarize
 from bench.results import log_path
 
@@ -198,9 +199,23 @@ def _curve_figures(frame, summary, colors, out_dir: Path) -> list[Path]:
     return paths
 
 
+def writable_dir(out_dir) -> Path:
+    """``out_dir``, created; a one-line BenchError where figures cannot be written there."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"cannot write figures to {out_dir}: {error.strerror or error}; pass "
+                         "--plots a folder you can write to") from None
+    return out_dir
+
+
 def write_plots(frame, out_dir, ci_method: str = "normal") -> list[Path]:
     """All figures for the results rows ``frame`` into ``out_dir``; returns the files written."""
-    out_dir = Path(out_dir)
+    out_dir = writable_dir(out_dir)
     summary = summarize(frame, ci_method)
     frame = pooling_rows(frame, CELL_KEYS)  # the labels summarize gave them
     colors = method_colors(summary["method"])

@@ -75,9 +75,32 @@ def with_episodes(frame):
 
 
 def _episodes_if_present(row):
-    if not per_episode_path(row["source_dir"], row["cell_id"]).exists():
+    path = per_episode_path(row["source_dir"], row["cell_id"])
+    if not path.exists():
         return None
-    return per_episode(row)
+    episodes = per_episode(row)
+    if episodes.ndim != 1 or not episodes.size or not np.all(np.isfinite(episodes)) \
+            or episodes.min() < 0 or episodes.max() > 1:
+        raise BenchError(f"{path} does not hold per-episode accuracies (it must be a non-empty "
+                         "list of numbers in [0, 1]); delete it and rerun its cell, or restore it")
+    return episodes
+
+
+def episode_vector(rows) -> tuple[np.ndarray, bool]:
+    """(per-episode accuracies in percent, shared) of one method's rows in a cell. ``shared``:
+    every seed was tested on the same episodes (``--test-seed``), and the vector is the mean over
+    the seeds of each episode (N values, not S·N copies of N episodes); otherwise the seeds'
+    episodes are concatenated in (seed, hash) order."""
+    by_seed = {}
+    for _, row in rows.sort_values(["seed", "episodes_hash"]).iterrows():
+        by_seed.setdefault(int(row["seed"]), []).append((row["episodes_hash"], row["episodes"]))
+    hash_sets = {tuple(h for h, _ in runs) for runs in by_seed.values()}
+    shared = len(by_seed) >= 2 and len(hash_sets) == 1 and len(
+        {sum(e.size for _, e in runs) for runs in by_seed.values()}) == 1
+    runs = [np.concatenate([e for _, e in runs]) * 100.0 for runs in by_seed.values()]
+    if shared:
+        return np.mean(runs, axis=0), True
+    return np.concatenate(runs), False
 
 
 def _missing_episodes(rows) -> bool:
@@ -216,24 +239,34 @@ def summarize(frame, ci_method: str = "normal"):
     for key, cell in frame.groupby(CELL_KEYS, sort=True):
         per_seed = seed_values(cell)
         accs = np.array([value[0] for value in per_seed.values()])
+        shared = False
         if _missing_episodes(cell):  # the CSV's numbers, combined as `bench check` does
             episode_acc, episode_ci = float(cell["acc"].mean()), stats.combined_ci(cell["ci95"])
-            count = int(cell["test_episodes"].sum())
+            count, episode_sd = int(cell["test_episodes"].sum()), np.nan
         else:
-            pooled = np.concatenate(list(cell["episodes"]))
-            (episode_acc, episode_ci), count = (stats.mean_ci(pooled * 100.0, ci_method),
-                                                int(pooled.size))
+            vector, shared = episode_vector(cell)
+            (episode_acc, episode_ci), count = stats.mean_ci(vector, ci_method), int(vector.size)
+            episode_sd = float(vector.std(ddof=1)) if vector.size > 1 else np.nan
         seeds = len(per_seed)
+        between = float(accs.std(ddof=1)) if seeds >= 2 else np.nan
         if seeds >= 2:
             (acc, ci95), level = stats.seed_ci(accs), "seeds"
         else:
             acc, ci95, level = episode_acc, episode_ci, "episodes"
+        # Over runs and episodes at once: with every run on one episode set, the between-run SD
+        # is conditional on that set, so the episodes' own sampling term is added.
+        both = ci95
+        if seeds >= 2 and shared:
+            from scipy import stats as scipy_stats
+
+            both = float(scipy_stats.t.ppf(0.975, seeds - 1)
+                         * np.sqrt(between ** 2 / seeds + episode_sd ** 2 / count))
         within = float(np.sqrt(np.nanmean([value[1] ** 2 for value in per_seed.values()])))
         rows.append({**dict(zip(CELL_KEYS, key)), "acc": acc, "ci95": ci95, "ci_level": level,
+                     "shared_episodes": shared, "ci95_both": both,
                      "episode_acc": episode_acc, "episode_ci95": episode_ci,
-                     "between_sd": float(accs.std(ddof=1)) if seeds >= 2 else np.nan,
-                     "within_se": within, "n_episodes": count, "n_seeds": seeds,
-                     "seeds": ",".join(map(str, per_seed)),
+                     "between_sd": between, "within_se": within, "n_episodes": count,
+                     "n_seeds": seeds, "seeds": ",".join(map(str, per_seed)),
                      "ci_method": ci_method, "from_csv": _missing_episodes(cell)})
     summary = pd.DataFrame(rows)
     summary["bold"] = False
@@ -253,10 +286,11 @@ def _mark_best(summary, column, frame) -> None:
     best, runner_up = ranked.iloc[0], ranked.iloc[1]
     if best["acc"] == runner_up["acc"]:
         return
-    pairing = seed_pairing(frame, best, runner_up["method"])
+    pairing = seed_pairing(frame, best, runner_up["method"], runner_up["backbone"])
     if len(pairing.seeds) >= 2:
         test = stats.seed_paired_test(pairing.a_values, pairing.b_values)
-        significant, how = test.t_p < ALPHA, f"paired t over {test.seeds} seeds"
+        significant = test.t_p < ALPHA and test.mean_diff > 0  # ahead where they pair
+        how = f"paired t over {test.seeds} seeds"
     elif best["n_seeds"] >= 2 and runner_up["n_seeds"] >= 2:
         significant = not stats.intervals_overlap(best["acc"], best["ci95"],
                                                   runner_up["acc"], runner_up["ci95"])
@@ -264,7 +298,8 @@ def _mark_best(summary, column, frame) -> None:
     else:  # one training run: only an episode-level statement is possible
         if pairing.seeds:  # the one seed both have, on identical episodes
             test = stats.paired_test(pairing.a_episodes[0], pairing.b_episodes[0])
-            within, how = test.t_p < ALPHA, "within one run: paired t-test"
+            within = test.t_p < ALPHA and test.mean_diff > 0
+            how = "within one run: paired t-test"
         else:
             within = not stats.intervals_overlap(best["episode_acc"], best["episode_ci95"],
                                                  runner_up["episode_acc"],
@@ -277,10 +312,14 @@ def _mark_best(summary, column, frame) -> None:
         summary.loc[best.name, ["bold", "lead_test"]] = [True, how]
 
 
-def _cell_rows(frame, key, method: str):
+def _cell_rows(frame, key, method: str, backbone: str | None = None):
+    """``method``'s rows in ``key``'s cell; on ``backbone`` where given (a method run on two
+    backbones has two cells)."""
     mask = (frame["method"] == method).to_numpy().copy()
-    for column in GROUP_KEYS + ["shot"]:  # not the backbone: it belongs to the method
+    for column in GROUP_KEYS + ["shot"]:  # the backbone belongs to the method, not the cell
         mask &= (frame[column] == key[column]).to_numpy()
+    if backbone is not None:
+        mask &= (frame["backbone"] == backbone).to_numpy()
     return frame[mask]
 
 
@@ -305,7 +344,7 @@ def paired_episodes(frame, key, other: str) -> tuple[np.ndarray, np.ndarray]:
     two methods were not measured on the same set of episodes.
     """
     method = key["method"]
-    mine = _episodes_by_hash(_cell_rows(frame, key, method), method, key)
+    mine = _episodes_by_hash(_cell_rows(frame, key, method, key.get("backbone")), method, key)
     theirs = _episodes_by_hash(_cell_rows(frame, key, other), other, key)
     if not theirs:
         raise EpisodesMismatch(f"{other} has no result in {cell_label(key)}")
@@ -334,6 +373,7 @@ class SeedPairing:
     a_episodes: list
     b_episodes: list
     left_out: list  # "seed 3: protonet has no run", "seed 4: different episodes", ...
+    hashes: set = field(default_factory=set)  # the episode sets (hash tuples) of paired seeds
 
 
 def _by_seed(rows, method: str, key) -> dict:
@@ -349,13 +389,13 @@ def _by_seed(rows, method: str, key) -> dict:
     return by_seed
 
 
-def seed_pairing(frame, key, other: str) -> SeedPairing:
-    """Pair ``key['method']`` and ``other`` in ``key``'s cell seed by seed (``frame`` needs the
-    ``episodes`` column). A seed pairs when both methods have it, on the same episodes_hash set,
-    with per-episode files."""
+def seed_pairing(frame, key, other: str, other_backbone: str | None = None) -> SeedPairing:
+    """Pair ``key['method']`` (on ``key['backbone']``) and ``other`` (on ``other_backbone``, or
+    any) in ``key``'s cell seed by seed (``frame`` needs the ``episodes`` column). A seed pairs
+    when both methods have it, on the same episodes_hash set, with per-episode files."""
     method = key["method"]
-    mine = _by_seed(_cell_rows(frame, key, method), method, key)
-    theirs = _by_seed(_cell_rows(frame, key, other), other, key)
+    mine = _by_seed(_cell_rows(frame, key, method, key.get("backbone")), method, key)
+    theirs = _by_seed(_cell_rows(frame, key, other, other_backbone), other, key)
     pairing = SeedPairing([], [], [], [], [], [])
     for seed in sorted(set(mine) | set(theirs)):
         if seed not in theirs or seed not in mine:
@@ -375,6 +415,7 @@ def seed_pairing(frame, key, other: str) -> SeedPairing:
             pairing.left_out.append(f"seed {seed}: different episode counts")
             continue
         pairing.seeds.append(seed)
+        pairing.hashes.add(tuple(hashes))
         pairing.a_values.append(float(a.mean()))
         pairing.b_values.append(float(b.mean()))
         pairing.a_episodes.append(a)
@@ -456,13 +497,16 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal",
     for key, _ in reference_cells.groupby(CELL_KEYS, sort=True):
         key = dict(zip(CELL_KEYS, key))
         for other in others:
-            if not len(_cell_rows(frame, key, other)):
+            backbones = sorted(set(_cell_rows(frame, key, other)["backbone"]))
+            if not backbones:
                 if against:
                     refused.append(f"{other} has no result in {cell_label(key)}")
                 continue
-            row = _compared(frame, key, other, ci_method, refused, partial)
-            if row is not None:
-                rows.append(row)
+            for backbone in backbones:  # a method on two backbones: a comparison for each
+                row = _compared(frame, key, other, backbone if len(backbones) > 1 else None,
+                                ci_method, refused, partial)
+                if row is not None:
+                    rows.append(row)
     refused = list(dict.fromkeys(refused))  # one note per reason, in order
     if not rows:
         reasons = "; ".join(refused) or "no method shares a cell with it"
@@ -471,8 +515,11 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal",
         refused = refused or [f"no method shares a cell with {reference}"]
         return Comparison(reference, pd.DataFrame(columns=CELL_KEYS), refused, power, partial)
     table = pd.DataFrame(rows)
-    table["t_p_holm"] = stats.holm(table["t_p"])
-    table["signflip_p_holm"] = stats.holm(table["signflip_p"])
+    # Two families: the seed-level claims, and the within-one-run (episode-level) ones.
+    seeds = (table["level"] == "seeds").to_numpy()
+    table["t_p_holm"] = np.where(seeds, stats.holm(table["t_p"].where(seeds)),
+                                 stats.holm(table["t_p"].where(~seeds)))
+    table["signflip_p_holm"] = stats.holm(table["signflip_p"].where(seeds))
     table["wilcoxon_p_holm"] = stats.holm(table["wilcoxon_p"])
     table["verdict"] = [verdict(row) for _, row in table.iterrows()]
     if power is not None:
@@ -482,13 +529,14 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal",
     return Comparison(reference, table, refused, power, partial)
 
 
-def _compared(frame, key: dict, other: str, ci_method: str, refused: list,
-              partial: list) -> dict | None:
+def _compared(frame, key: dict, other: str, backbone: str | None, ci_method: str,
+              refused: list, partial: list) -> dict | None:
     """One comparison row (seed level where ≥ 2 seeds pair), or None with the reason noted."""
     method = key["method"]
-    pairing = seed_pairing(frame, key, other)
+    pairing = seed_pairing(frame, key, other, backbone)
+    label = other if backbone is None else f"{other} ({backbone})"
     if pairing.left_out and pairing.seeds:
-        partial.append(f"{method} vs {other} in {cell_label(key)}: compared on seeds "
+        partial.append(f"{method} vs {label} in {cell_label(key)}: compared on seeds "
                        f"{', '.join(map(str, pairing.seeds))} only ({'; '.join(pairing.left_out)})")
     if not pairing.seeds:
         try:  # no seed pairs: the episode-level reason (different episodes, missing files)
@@ -498,13 +546,16 @@ def _compared(frame, key: dict, other: str, ci_method: str, refused: list,
                 refused.append(str(error))
                 return None
         reason = "; ".join(pairing.left_out) or "no seed in common"
-        refused.append(f"{method} and {other} in {cell_label(key)} share no training seed "
+        refused.append(f"{method} and {label} in {cell_label(key)} share no training seed "
                        f"tested on the same episodes ({reason})")
         return None
-    a = np.concatenate(pairing.a_episodes)
-    b = np.concatenate(pairing.b_episodes)
+    same = len({a.size for a in pairing.a_episodes}) == 1 and len(pairing.hashes) == 1
+    if same and len(pairing.seeds) >= 2:  # one episode set: each episode once, seed-averaged
+        a, b = np.mean(pairing.a_episodes, axis=0), np.mean(pairing.b_episodes, axis=0)
+    else:
+        a, b = np.concatenate(pairing.a_episodes), np.concatenate(pairing.b_episodes)
     episode = stats.paired_test(a, b, ci_method)
-    row = {**key, "method": other, "seeds": len(pairing.seeds),
+    row = {**key, "method": label, "seeds": len(pairing.seeds),
            "seed_list": ",".join(map(str, pairing.seeds)),
            "episode_diff": episode.mean_diff, "episode_ci95": episode.ci95,
            "episode_t_p": episode.t_p, "wilcoxon_p": episode.wilcoxon_p, "n": episode.n}

@@ -51,7 +51,16 @@ def build_model(cell: Cell, channels: int, n_base_classes: int | None = None,
     class count) and ``image_size`` go to the methods that ask for them (``build_needs``)."""
     cls = METHODS.get(cell.method.name)
     known = {"n_base_classes": n_base_classes, "image_size": image_size}
-    return cls(cell.method_config(), channels, **{name: known[name] for name in cls.build_needs})
+    try:
+        return cls(cell.method_config(), channels,
+                   **{name: known[name] for name in cls.build_needs})
+    except (MemoryError, RuntimeError) as error:  # a parameter too large to allocate
+        if not isinstance(error, MemoryError) and "alloc" not in str(error).lower():
+            raise
+        kind, first = type(error).__name__, (str(error).splitlines() or [""])[0][:240]
+        raise BenchError(f"{cell.method.label} cannot be built on this machine ({kind}: "
+                         f"{first}); choose smaller parameters (`bench list` shows the "
+                         "defaults)") from None
 
 
 def data_shape(images) -> dict:

@@ -82,10 +82,14 @@ def summary_grids(summary) -> list[Grid]:
             footnotes.append("One training run per cell: every ± covers the test episodes of that "
                              "one run only, not the variation between training runs.")
         if multi.any():
+            shared = table.loc[multi, "shared_episodes"] if "shared_episodes" in table else []
+            covers = ("it covers training runs; every run was tested on the same episodes, so it "
+                      "is conditional on that episode set, whose own sampling the variance "
+                      "table adds" if len(shared) and shared.all() else
+                      "each run's mean carries its own test episodes' noise, so it covers both")
             footnotes.append(
                 "(k runs), k ≥ 2: mean of the k training runs' accuracies ± 95% CI over runs "
-                "(Student t on the k per-run means, k − 1 degrees of freedom; it covers training "
-                "runs and test episodes). The episode-only CI is in the variance table.")
+                f"(Student t on the k per-run means, k − 1 degrees of freedom; {covers}).")
         if single.any():
             footnotes.append(
                 f"(1 run): ± is the 95% CI over the test episodes of one training run "
@@ -94,19 +98,21 @@ def summary_grids(summary) -> list[Grid]:
         footnotes.append(_counts_note(table))
         bold = ("Bold: best in its column and ahead of the runner-up over training runs: paired "
                 "t-test over the seeds both have, each seed's two runs on identical episodes, "
-                "p < 0.05 (non-overlapping CIs over runs where they share no seed). Bold needs "
-                "≥ 2 runs of both.")
+                "p < 0.05, not adjusted (non-overlapping CIs over runs where they share fewer "
+                "than 2 seeds). Bold needs ≥ 2 runs of both.")
         if multi.any():
             bold += (" The exact sign-flip test of the comparison table needs no normality but "
-                     f"cannot go below 2/2^S ({_smallest_signflip(table['n_seeds'])}).")
+                     "cannot go below 2/2^S with S runs in common "
+                     f"({_smallest_signflip(table['n_seeds'])}).")
         footnotes.append(bold)
         if table["within_run_lead"].any():
             footnotes.append("‡: best in its column and ahead of the runner-up within one training "
                              "run only (episode-level test, p < 0.05); not established over runs, "
                              "so not bold.")
         if "from_csv" in table and table["from_csv"].any():
-            footnotes.append("†: per-episode files missing; acc and ci95 of results.csv (seeds "
-                             "combined as in `bench check`), not pooled, not paired.")
+            footnotes.append("†: per-episode files missing for some runs; acc and ci95 of "
+                             "results.csv (seeds combined as in `bench check`); runs without "
+                             "files are not paired.")
         grids.append(Grid(group_title(dict(zip(GROUP_KEYS, key))),
                           ["method"] + [f"{shot}-shot" for shot in shots], rows, footnotes))
     return grids
@@ -124,15 +130,19 @@ def variance_grids(summary) -> list[Grid]:
             rows.append([(text, False) for text in (
                 str(row.shot), row.method, str(row.n_seeds), f"{row.between_sd:.2f}",
                 f"{row.within_se:.2f}", f"{ratio:.1f}", f"± {row.ci95:.2f}",
-                f"± {row.episode_ci95:.2f}")])
+                f"± {row.ci95_both:.2f}", f"± {row.episode_ci95:.2f}")])
         header = ["shot", "method", "runs", "between-run SD", "within-run SE", "ratio",
-                  "CI over runs", "episode-only CI"]
+                  "CI over runs", "CI runs + episodes", "episode-only CI"]
         footnotes = [
             "Points. Between-run SD: standard deviation of the per-run accuracies. Within-run SE: "
             "one run's standard error over its test episodes (root mean square over the runs). "
             "Where the ratio is well above 1, more test episodes do not narrow the CI; more "
-            "training runs do. Episode-only CI: the CI of all runs' episodes pooled, which covers "
-            "test-episode sampling only (the CI of the accuracy tables is the CI over runs)."]
+            "training runs do. CI over runs: the accuracy tables' (t on the per-run means). CI "
+            "runs + episodes: where every run was tested on the same episodes, the CI over runs "
+            "is conditional on them; this one adds their sampling, t(0.975, S−1)·√(SD²/S + "
+            "sd_e²/N) with sd_e the SD of the run-averaged episode accuracies (elsewhere it "
+            "equals the CI over runs). Episode-only CI: over the test episodes alone (each "
+            "episode once, averaged over the runs where they share episodes)."]
         grids.append(Grid(f"{group_title(dict(zip(GROUP_KEYS, key)))}: training runs against "
                           "test episodes", header, rows, footnotes, label_columns=2))
     return grids
@@ -174,8 +184,11 @@ def comparison_grids(comparison) -> list[Grid]:
                      row.verdict]
             if power is not None:
                 needed = getattr(row, "seeds_needed", None)
-                cells.append("–" if not seeds else (
-                    f"> 10000" if needed is None or needed != needed else str(int(needed))))
+                if not seeds or row.diff_sd != row.diff_sd:  # no spread known
+                    cells.append("–")
+                else:
+                    cells.append("> 10000" if needed is None or needed != needed
+                                 else str(int(needed)))
             rows.append([(text, False) for text in cells])
         title = f"{group_title(dict(zip(GROUP_KEYS, key)))}: paired comparison against {reference}"
         grids.append(Grid(title, header, rows, label_columns=2,
@@ -190,9 +203,12 @@ def comparison_grids(comparison) -> list[Grid]:
         f"runs (no normality assumed; smallest possible p is 2/2^S"
         + (f": {_smallest_signflip(seeds)}" if len(seeds) else "") + "); won: in how many "
         f"of the S runs {reference} scored higher (a tie counts one half), of S.",
-        f"Holm: adjusted over all {len(table)} comparisons of this report. Verdict: ahead or "
-        "behind where the paired t-test over runs is significant after Holm (p < 0.05), else "
-        "not established (one run: what the episode-level test shows within that run)."]
+        f"Holm: adjusted over the {int(len(seeds))} comparisons over runs of this report"
+        + (f" (and, apart, over its {len(table) - len(seeds)} within-one-run comparisons)"
+           if len(table) > len(seeds) else "") + ". Verdict: ahead or behind where the paired "
+        "t-test over runs is significant after Holm (p < 0.05), else not established (one run: "
+        "what the episode-level test shows within that run). A t-test over runs whose "
+        "differences are all equal is undefined (–): no claim is made on it."]
     if (table["level"] != "seeds").any():
         notes.insert(1, "1 run (within one training run): one seed pairs, so the ± and p are the "
                      "paired t-test over that run's test episodes; they say nothing about another "
@@ -200,7 +216,8 @@ def comparison_grids(comparison) -> list[Grid]:
     if power is not None:
         notes.append(f"runs for {_points(power)}: training runs per method needed to detect a "
                      f"true difference of {_points(power)} with 80% power at α = 0.05 (paired t "
-                     "over runs), from the measured between-run SD of the differences.")
+                     "over runs, α not adjusted for the other comparisons), from the measured "
+                     "between-run SD of the differences.")
     grids[-1].footnotes = notes + [f"Seeds left out: {note}" for note in comparison.partial] + [
         f"Not compared: {reason}" for reason in comparison.refused]
     return grids

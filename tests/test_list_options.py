@@ -51,3 +51,10 @@ def test_a_preset_narrowed_by_shots_keeps_its_per_shot_settings(tmp_path):
     cells = cells_of(tmp_path, "--preset", "mini-snell", "--shots", "1", "--methods", "protonet",
                      "--data-root", str(tmp_path))
     assert {cell.train_way for cell in cells} == {30}
+
+
+@pytest.mark.parametrize("text, message", [("trm(attn_dim=64))", "closes a parenthesis"),
+                                           ("trm(attn_dim=64", "leaves a parenthesis open")])
+def test_unbalanced_parentheses_are_named(tmp_path, text, message):
+    with pytest.raises(BenchError, match=message):
+        cells_of(tmp_path, "--methods", text)

@@ -251,7 +251,7 @@ def test_markdown_table_values(frame):
     assert "| trm (conv4) | **53.01 ± 2.88 (2 runs)** | 69.73 ± 1.27 (2 runs) |" in text
     assert "| protonet (conv4) | 49.51 ± 6.31 (2 runs) | 68.99 ± 3.47 (2 runs) |" in text
     assert "N = 200 test episodes per run, 2 runs per cell." in text
-    assert "| 1 | protonet | 2 | 0.70 | 0.95 | 0.7 | ± 6.31 | ± 1.32 |" in text
+    assert "| 1 | protonet | 2 | 0.70 | 0.95 | 0.7 | ± 6.31 | ± 6.31 | ± 1.32 |" in text
 
 
 def test_latex_and_csv(with_mismatched):

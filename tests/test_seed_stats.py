@@ -30,12 +30,13 @@ def run_main(argv, capsys, monkeypatch, cache):
     return exit_info.value.code, capsys.readouterr()
 
 
-def write_cell(out, method, seed, accuracies, shot=1, episodes_hash=HASH):
-    cell_id = f"{method}-{shot}-{seed}-{episodes_hash[:4]}".replace("(", "").replace(")", "")
+def write_cell(out, method, seed, accuracies, shot=1, episodes_hash=HASH, backbone="conv4"):
+    cell_id = f"{method}-{backbone}-{shot}-{seed}-{episodes_hash[:4]}".replace("(", "").replace(
+        ")", "")
     results.save_per_episode(out, cell_id, accuracies)
     acc, ci95 = stats.mean_ci(accuracies)
     row = {column: "" for column in results.COLUMNS}
-    row.update(method=method, dataset="synthetic", split="test", backbone="conv4", way=5,
+    row.update(method=method, dataset="synthetic", split="test", backbone=backbone, way=5,
                shot=shot, query=15, test_episodes=accuracies.size, acc=100 * acc,
                ci95=100 * ci95, ci_method="normal", seed=seed, test_seed=0,
                train_dataset="synthetic", episodes_hash=episodes_hash, cell_id=cell_id,
@@ -243,3 +244,67 @@ def test_older_rows_read_their_test_seed_as_their_seed(tmp_path):
     shutil.copytree(example, copy)
     frame = results.load(copy)
     assert (frame["test_seed"] == frame["seed"]).all()
+
+
+def test_a_lead_only_on_the_seeds_in_common_is_not_taken_the_wrong_way(tmp_path):
+    """'a' is best over its six seeds but behind 'c' on the two seeds they share: no bold."""
+    frame = study(tmp_path, {"a": dict(enumerate([-1.0, -1.1, 5, 5, 5, 5])),
+                             "c": {0: 0.0, 1: 0.0}})
+    summary = report.summarize(frame).set_index("method")
+    assert summary.loc["a", "acc"] > summary.loc["c", "acc"]
+    assert not summary["bold"].any()
+
+
+def test_shared_episodes_are_counted_once_and_their_sampling_is_added(agreeing):
+    """Six runs on one episode set: the episode-only CI is that of the N run-averaged episodes
+    (not of 6·N copies), and 'CI runs + episodes' adds their sampling to the CI over runs."""
+    frame = report.with_episodes(agreeing)
+    summary = report.summarize(agreeing).set_index("method")
+    runs = np.array(list(frame[frame.method == "a"].sort_values("seed")["episodes"])) * 100
+    averaged = runs.mean(axis=0)
+    row = summary.loc["a"]
+    assert row["shared_episodes"]
+    assert row["episode_ci95"] == pytest.approx(1.96 * averaged.std(ddof=1) / np.sqrt(EPISODES))
+    means = runs.mean(axis=1)
+    expected = scipy_stats.t.ppf(0.975, 5) * np.sqrt(means.var(ddof=1) / 6
+                                                     + averaged.var(ddof=1) / EPISODES)
+    assert row["ci95_both"] == pytest.approx(expected)
+    assert row["ci95_both"] > row["ci95"]
+
+
+def test_runs_that_differ_by_exactly_the_same_amount_make_no_claim(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.7, 200)
+    for seed in (0, 1):  # deterministic: every run identical
+        write_cell(tmp_path, "b", seed, base)
+        write_cell(tmp_path, "a", seed, np.clip(base + 0.02, 0, 1))
+    frame = results.load(tmp_path)
+    (row,) = report.compare(frame, "a").table.itertuples()
+    assert np.isnan(row.t_p) and row.verdict == "not established"
+    assert not report.summarize(frame)["bold"].any()
+
+
+@pytest.mark.parametrize("content", [np.array([]), np.array([0.5, np.nan]), np.array([1.5])])
+def test_a_damaged_per_episode_file_is_named(tmp_path, content):
+    study(tmp_path, {"a": {0: 1.0, 1: 1.0}}, seeds=[0, 1])
+    frame = results.load(tmp_path)
+    damaged = frame[frame["method"] == "a"].iloc[0]["cell_id"]
+    np.save(tmp_path / "per_episode" / f"{damaged}.npy", content)
+    with pytest.raises(BenchError, match=f"{damaged}.npy does not hold per-episode accuracies"):
+        report.summarize(frame)
+
+
+def test_one_method_on_two_backbones_is_two_rows_everywhere(tmp_path):
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.7, 300)
+    for seed in range(3):
+        write_cell(tmp_path, "b", seed, base)
+        write_cell(tmp_path, "p", seed, np.clip(base + 0.01 * (seed + 1), 0, 1))
+        write_cell(tmp_path, "p", seed, np.clip(base + 0.05 + rng.normal(0, 0.01, 300), 0, 1),
+                   backbone="resnet12")
+    frame = results.load(tmp_path)
+    summary = report.summarize(frame).set_index(["method", "backbone"])
+    assert summary.loc[("p", "resnet12"), "bold"]
+    table = report.compare(frame, "b").table.set_index("method")
+    assert set(table.index) == {"p (conv4)", "p (resnet12)"}
+    assert table.loc["p (resnet12)", "diff"] < table.loc["p (conv4)", "diff"] < 0
