@@ -99,6 +99,9 @@ from bench.presets import PRESETS
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the cells, which models would be trained, reused or shared, the "
+                   "pre-trainings and a time estimate; run nothing.")
 @click.option("--preset", default=None, metavar="NAME",
               help=f"Named protocol: {', '.join(PRESETS)}; options given on the command line "
                    "override it.")
@@ -110,6 +113,7 @@ def run_command(ctx: click.Context, **options) -> None:
 
     explicit = {name for name in options
                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    dry_run, preset = options.pop("dry_run"), options["preset"]
     options = apply_preset(options.pop("preset"), options, explicit)
     from bench.interrupt import STOP
     from bench.ray_executor import plan_executor
@@ -118,5 +122,10 @@ def run_command(ctx: click.Context, **options) -> None:
     check_threads(options["threads"])
     executor = plan_executor(options, explicit)
     cells, run_options = plan_cells(options)
+    if dry_run:
+        from bench.dry_run import print_plan
+
+        print_plan(cells, run_options, preset, options["threads"])
+        return
     with STOP.installed_handlers():
         execute(cells, run_options, threads=options["threads"], executor=executor)

@@ -140,6 +140,31 @@ PRESETS: dict[str, dict] = {
                     "val_every": 500, "val_episodes": 200, "pretrain_epochs": 8,
                     "pretrain_batch": 64, "threads": 2},
     },
+    "mini-fair": {
+        "about": "the fair answer on miniImageNet (CPU): protonet (logit temperature 64), cosine "
+                 "and trm, each trained at its test shot (5-way 1- and 5-shot, 15 queries), "
+                 "after mini-cpu's 8-epoch pre-training, under one budget rule: validation "
+                 "every 250 episodes on 200, training stops once the best validation accuracy "
+                 "rose by ≤ 0.5 points over 1500 episodes, cap 4000; three training runs "
+                 "(seeds 0, 1, 2) tested on one set of 2000 episodes (test seed 0)",
+        "options": {**_MINI, "methods": "protonet(temperature=64),cosine,trm",
+                    "dataset_options": ("augment=off",), "train_way": "5", "train_query": "15",
+                    "train_episodes": "4000", "lr_step": 2000, "lr_gamma": 0.5,
+                    "val_every": 250, "val_episodes": 200, "plateau_window": 1500,
+                    "plateau_delta": 0.5, "pretrain_epochs": 8, "pretrain_batch": 64,
+                    "seeds": "0,1,2", "test_seed": "0", "threads": 2},
+    },
+    "cub-fair": {
+        "about": "the fair answer on CUB (CPU): cub-cpu's pre-training (40 epochs) and methods, "
+                 "each trained at its test shot under mini-fair's budget rule (validation every "
+                 "250 episodes on 200, stop once the best rose by ≤ 0.5 points over 1500 "
+                 "episodes, cap 6000); seeds 0, 1, 2 on one set of 2000 test episodes",
+        "options": {**_CUB, "methods": "protonet(temperature=64),cosine,trm",
+                    "train_way": "5", "train_query": "15", "train_episodes": "6000",
+                    "lr_step": 2000, "lr_gamma": 0.5, "val_every": 250, "val_episodes": 200,
+                    "plateau_window": 1500, "plateau_delta": 0.5, "pretrain_epochs": 40,
+                    "pretrain_batch": 64, "seeds": "0,1,2", "test_seed": "0", "threads": 2},
+    },
     "ci-glyphs": {
         "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",
         "options": {"dataset": "glyphs", "methods": "trm,protonet,cosine", "ways": "5",

@@ -39,3 +39,33 @@ def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capsys, monkeypatch
     assert "relationnet(loss=ce,hidden=1000000000000) cannot be built on this machine" in \
         captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_dry_run_plans_estimates_and_trains_nothing(tmp_path, capsys, monkeypatch, glyph_cache):
+    tiny = ["--methods", "protonet", "--shots", "1", "--ways", "5,20", "--train-way", "5",
+            "--train-episodes", "3",
+            "--val-every", "0", "--test-episodes", "4", "--query", "3", "--train-query", "3",
+            "-D", "instances=8", "--threads", "1", "--out", str(tmp_path)]
+    code, captured = run(["run", *tiny, "--dry-run"], capsys, monkeypatch, glyph_cache)
+    assert code == 0, captured.err
+    assert "2 cells in" in captured.out
+    assert "protonet glyphs 5-way 1-shot seed 0: train 3 episodes (model shared by 2 cells)" \
+        in captured.out
+    assert "20-way 1-shot seed 0: evaluate the model trained for a cell above" in captured.out
+    assert "estimated time: unknown" in captured.out
+    assert not (tmp_path / "results.csv").exists() and not (tmp_path / "models").exists()
+    assert run(["run", *tiny, "--ways", "5"], capsys, monkeypatch, glyph_cache)[0] == 0
+    code, captured = run(["run", *tiny, "--dry-run"], capsys, monkeypatch, glyph_cache)
+    assert "5-way 1-shot seed 0: finished (skipped)" in captured.out
+    assert "20-way 1-shot seed 0: evaluate the stored model" in captured.out
+    assert "estimated time: " in captured.out and "from the cells" in captured.out
+
+
+def test_dry_run_of_a_preset_shows_what_it_sets(tmp_path, capsys, monkeypatch):
+    code, captured = run(["run", "--preset", "mini-fair", "--data-root", str(tmp_path),
+                          "--out", str(tmp_path / "out"), "--dry-run"], capsys, monkeypatch,
+                         tmp_path)
+    assert code == 0, captured.err
+    assert "preset settings" in captured.out and "plateau_window = 1500" in captured.out
+    assert "18 cells in" in captured.out and "or fewer: stops once validation rose" in \
+        captured.out

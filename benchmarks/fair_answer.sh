@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The fair-answer queue (miniImageNet, then CUB): every method trained at its test shot under the
+# budget rule of the mini-fair / cub-fair presets, three training runs on one test-episode set.
+# Ordered so that the table grows in useful steps: the per-shot models of trm, protonet and
+# cosine at seed 0 first (5-shot, the cells the old protocol got wrong, then 1-shot), then seeds
+# 1 and 2, then CUB. Every `bench run` resumes where it stopped (checkpoints every 100 episodes),
+# so rerunning this script continues the queue; commit results/reference/*-fair as cells land.
+#
+# bf16: these sets train in bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16),
+# as mini-cpu's protonet/cosine/trm cells did (their pre-trained backbones are reused). On an
+# AVX2-only CPU bf16 is emulated and very slow: run the queue where `lscpu` shows avx512_bf16 or
+# amx_bf16, or start a separate fp32 set (another --out), never mix the two in one table.
+#   nohup bash benchmarks/fair_answer.sh > fair.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH:-.venv/bin/bench}
+MINI=results/reference/mini-fair
+CUB=results/reference/cub-fair
+for pair in "mini-imagenet-cpu:$MINI" "cub-cpu:$CUB"; do  # seed 0's pre-trained backbones
+    mkdir -p "${pair#*:}/pretrained"
+    cp -n "results/reference/${pair%%:*}"/pretrained/*.pt "${pair#*:}/pretrained/" 2>/dev/null || true
+done
+mini() { nice -n 10 "$BENCH" run --preset mini-fair --data-root ../shared/data/miniimagenet \
+    --out "$MINI" --precision bf16 "$@"; }
+cub() { nice -n 10 "$BENCH" run --preset cub-fair --data-root ../shared/data/cub \
+    --out "$CUB" --precision bf16 "$@"; }
+for seed in 0 1 2; do
+    for shot in 5 1; do
+        mini --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine,trm"
+    done
+done
+for seed in 0 1 2; do
+    for shot in 5 1; do
+        cub --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine,trm"
+    done
+done
+for dir in "$MINI" "$CUB"; do
+    "$BENCH" report "$dir" --format markdown --compare trm > "$dir/report.md"
+done
