@@ -125,5 +125,6 @@ def evaluate_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
     trained = checkpoint.load_model(path, cell, model)
     start = time.perf_counter()
     accuracies = evaluate(model, test_set, episodes, device, progress=progress)
-    row = make_row(cell, accuracies, episodes.hash, trained, time.perf_counter() - start, options)
+    row = make_row(cell, accuracies, episodes.hash, trained, time.perf_counter() - start, options,
+                   adapters[key].split_deviation())
     return CellResult(cell, row, accuracies, trained["log"])

@@ -92,6 +92,24 @@ class DatasetAdapter:
     def describe(self) -> dict:
         return {"dataset": self.registry_name, **asdict(self.config)}
 
+    def standard_classes(self) -> dict[str, int] | None:
+        """Classes per split of the published split this config names ({"train": 64, ...}), or
+        None where there is none to hold the data to (a synthetic or custom dataset)."""
+        return None
+
+    def split_deviation(self) -> str:
+        """"" when the loaded splits have the standard class counts, else what differs, e.g.
+        "nonstandard: 6/6/6 classes, standard 64/16/20" (rows say it in their split label, so
+        the report never pools them with the standard split's)."""
+        standard = self.standard_classes()
+        if not standard:
+            return ""
+        found = {split: self.load(split).n_classes for split in standard}
+        if found == standard:
+            return ""
+        return (f"nonstandard: {'/'.join(str(found[s]) for s in standard)} classes, standard "
+                f"{'/'.join(str(standard[s]) for s in standard)}")
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("FEWSHOT_BENCH_CACHE")

@@ -189,7 +189,8 @@ def evaluate_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
                     f"its trained model is kept in {options.storage_dir}/models"):
         accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
     eval_seconds = time.perf_counter() - start
-    row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options)
+    row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options,
+                   adapter.split_deviation())
     return CellResult(cell, row, accuracies, trained["log"])
 
 
@@ -285,13 +286,16 @@ def validation(model, adapter: DatasetAdapter, cell: Cell, device):
 
 
 def make_row(cell: Cell, accuracies: np.ndarray, episodes_hash: str, trained: dict,
-             eval_seconds: float, options: RunOptions) -> dict:
+             eval_seconds: float, options: RunOptions, deviation: str = "") -> dict:
+    """The results row; ``deviation``: how the tested dataset's splits differ from its standard
+    one (``DatasetAdapter.split_deviation``), which the split label then says."""
     acc, ci95 = mean_ci(accuracies, options.ci_method)
     commit, dirty = options.code_state or git_state()
     resolved = cell.resolved()
     return {
         "method": cell.method.label, "dataset": cell.tested_dataset,
-        "split": split_label(cell), "train_dataset": cell.dataset,
+        "split": split_label(cell) + (f" [{deviation}]" if deviation else ""),
+        "train_dataset": cell.dataset,
         "backbone": resolved["method_params"].get("backbone", ""),
         "way": cell.way, "shot": cell.shot, "query": cell.query,
         "test_episodes": cell.test_episodes, "acc": 100 * acc, "ci95": 100 * ci95,

@@ -82,6 +82,11 @@ class CUB(DatasetAdapter):
             if not 8 <= self.size <= 512:
                 raise BenchError(f"cub size={self.size}; use a side between 8 and 512")
 
+    def standard_classes(self) -> dict[str, int]:
+        if self.config.split == "meta-dataset":
+            return {"train": 140, "val": 30, "test": 30}
+        return {"train": 100, "val": 50, "test": 50}
+
     def load_split(self, split: str) -> ImageSet:
         config = self.config
         config.validate()  # also when the config was built directly, not through build_config

@@ -71,6 +71,9 @@ class MiniImageNet(DatasetAdapter):
             if not 8 <= self.size <= 512:
                 raise BenchError(f"mini-imagenet size={self.size}; use a side between 8 and 512")
 
+    def standard_classes(self) -> dict[str, int]:
+        return {"train": 64, "val": 16, "test": 20}
+
     def load_split(self, split: str) -> ImageSet:
         self.config.validate()  # also when the config was built directly, not by build_config
         folder, source = self._locate(split)

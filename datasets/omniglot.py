@@ -70,6 +70,13 @@ class Omniglot(DatasetAdapter):
             if not 4 <= self.size <= 512:
                 raise BenchError(f"omniglot size={self.size}; use a side between 4 and 512")
 
+    def standard_classes(self) -> dict[str, int] | None:
+        """Vinyals et al.'s 1028/172/423 characters, ×4 rotations where they are on."""
+        if self.config.split != "vinyals":
+            return None
+        factor = 4 if self.config.rotations == "on" else 1
+        return {"train": 1028 * factor, "val": 172 * factor, "test": 423 * factor}
+
     def load_split(self, split: str) -> ImageSet:
         if self._arrays is None:
             self._arrays = self._load_arrays()

@@ -96,7 +96,8 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
     assert run(*cross(roots, "cross", "--models-from", str(trained_out))) == 0
     row = pd.read_csv(roots["tmp"] / "cross" / "results.csv").iloc[0]
     assert (row["dataset"], row["train_dataset"], row["split"]) == (
-        "cub", "mini-imagenet", f"closer-look (size={SIDE})")
+        "cub", "mini-imagenet",
+        f"closer-look (size={SIDE}) [nonstandard: 10/5/5 classes, standard 100/50/50]")
     assert row["schema_version"] == results.SCHEMA_VERSION == 4
     # the stored model's training fingerprint, not the test data's
     assert row["train_data"] == torch.load(model_file, weights_only=False)["train_data"]
@@ -152,7 +153,9 @@ def test_channels_that_differ_are_refused(roots, run, capsys):
 
 
 def test_image_side_that_differs_is_refused_with_the_fix(roots, run, capsys):
-    message = one_line_error(run, capsys, cross(roots, "cross", "-T", "size=20"))
+    argv = cross(roots, "cross")
+    argv[argv.index("-T") + 1] = "size=20"
+    message = one_line_error(run, capsys, argv)
     assert f"trained on {SIDE}×{SIDE} mini-imagenet images but cub gives 20×20" in message
     assert f"add -T size={SIDE}" in message
 

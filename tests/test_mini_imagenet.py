@@ -305,3 +305,20 @@ def test_real_images_load_with_the_ravi_split_and_cache(monkeypatch):
     again = MiniImageNet(config, root=REAL_ROOT)
     assert {split: again.load(split).n_classes for split in REAL_COUNTS} == {
         split: n_classes for split, (_, n_classes) in REAL_COUNTS.items()}
+
+
+def test_a_split_that_is_not_the_standard_one_says_so():
+    """A folder whose CSVs list fewer classes than Ravi & Larochelle's 64/16/20 is labelled
+    nonstandard in its rows, so the report never pools it with the real split."""
+    from types import SimpleNamespace
+
+    from bench.registry import DATASETS
+
+    cls = DATASETS.get("mini-imagenet")
+    adapter = cls.__new__(cls)
+    adapter._splits = {split: SimpleNamespace(n_classes=count)
+                       for split, count in (("train", 6), ("val", 6), ("test", 6))}
+    assert adapter.split_deviation() == "nonstandard: 6/6/6 classes, standard 64/16/20"
+    adapter._splits = {split: SimpleNamespace(n_classes=count)
+                       for split, count in (("train", 64), ("val", 16), ("test", 20))}
+    assert adapter.split_deviation() == ""
