@@ -139,8 +139,8 @@ class FewShotClassifier(nn.Module):
     def training_loss(self, episode: TrainingEpisode) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits [n_query, n_way]) of one training episode; the logits give the training
         accuracy. Methods with auxiliary terms (FEAT, CAN) override this."""
-        logits = self.head(episode.support, episode.support_labels, episode.query,
-                           episode.n_way).float()
+        logits = full_precision(self.head(episode.support, episode.support_labels,
+                                          episode.query, episode.n_way))
         return self.loss(logits, episode), logits
 
     def forward(self, support_images: torch.Tensor, support_labels: torch.Tensor,
@@ -149,6 +149,12 @@ class FewShotClassifier(nn.Module):
         n_support = len(support_images)
         features = self.embed(torch.cat([support_images, query_images]))
         return self.head(features[:n_support], support_labels, features[n_support:], n_way)
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 where it is in a lower precision (bf16 autocast), else as it is:
+    losses and solves run in float32 at least, and float64 stays float64 (gradient checks)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
 
 
 def global_pool(features: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,8 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, param, prototypes
+from bench.methods.base import FewShotClassifier, MethodConfig, full_precision, param, \
+    prototypes
 from bench.registry import METHODS
 
 ATTENTION_TEMPERATURE = 0.025
@@ -130,11 +131,12 @@ class CrossAttentionNetwork(FewShotClassifier):
     def training_loss(self, episode):
         classes, queries = self.attended(episode.support, episode.support_labels, episode.query,
                                          episode.n_way)
-        logits = self.logits(classes, queries).float()
+        logits = full_precision(self.logits(classes, queries))
         dense = SCALE * (F.normalize(queries, dim=2) *
                          F.normalize(classes.mean(-1), dim=-1).unsqueeze(-1)).sum(2)
         targets = episode.query_labels
-        metric = F.cross_entropy(dense.float(), targets[:, None].expand(-1, dense.shape[-1]))
+        metric = F.cross_entropy(full_precision(dense),
+                                 targets[:, None].expand(-1, dense.shape[-1]))
         if self.classifier is None:
             return metric, logits
         if episode.base_labels is None:
@@ -142,5 +144,6 @@ class CrossAttentionNetwork(FewShotClassifier):
         own = queries[torch.arange(len(targets)), targets]  # [n_query, C, m]
         scores = self.classifier(own.unsqueeze(-1)).squeeze(-1)  # [n_query, n_base, m]
         base = episode.base_labels[len(episode.support_labels):]
-        global_term = F.cross_entropy(scores.float(), base[:, None].expand(-1, scores.shape[-1]))
+        global_term = F.cross_entropy(full_precision(scores),
+                                      base[:, None].expand(-1, scores.shape[-1]))
         return METRIC_WEIGHT * metric + self.config.global_loss * global_term, logits

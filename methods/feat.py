@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, global_pool, param, \
-    prototypes, squared_euclidean_logits
+from bench.methods.base import FewShotClassifier, MethodConfig, full_precision, global_pool, \
+    param, prototypes, squared_euclidean_logits
 from bench.registry import METHODS
 
 
@@ -94,4 +94,4 @@ class FEAT(FewShotClassifier):
         sets = instances[order].view(episode.n_way, -1, instances.shape[1])
         centres = self.adapt(sets).mean(1)
         logits = squared_euclidean_logits(instances, centres) / self.config.temperature2
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(full_precision(logits), labels)

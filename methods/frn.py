@@ -47,7 +47,8 @@ from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
 from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, TrainingEpisode, param
+from bench.methods.base import FewShotClassifier, MethodConfig, TrainingEpisode, \
+    full_precision, param
 
 RIDGE_EPSILON = 1e-6  # added to λ, as in the official code
 
@@ -94,9 +95,10 @@ class FeatureMapReconstruction(FewShotClassifier):
 
     def head(self, support, support_labels, query, n_way):
         with torch.autocast(support.device.type, enabled=False):
-            classes = class_descriptors(support.float(), support_labels, n_way, "frn")
+            classes = class_descriptors(full_precision(support), support_labels, n_way,
+                                        "frn")
             maps = self.reconstruction_maps(classes) * self.beta.exp()  # ρ P_c
-            local = descriptors(query.float())  # [n_query, r, d]
+            local = descriptors(full_precision(query))  # [n_query, r, d]
 
             def score(block: torch.Tensor) -> torch.Tensor:
                 rebuilt = torch.einsum("qpd,cde->qcpe", block, maps)  # [q, n_way, r, d]
@@ -111,7 +113,8 @@ class FeatureMapReconstruction(FewShotClassifier):
         if self.config.aux == 0:
             return metric
         with torch.autocast(episode.support.device.type, enabled=False):
-            classes = class_descriptors(episode.support.float(), episode.support_labels,
+            classes = class_descriptors(full_precision(episode.support),
+                                        episode.support_labels,
                                         episode.n_way, "frn")
             return metric + self.config.aux * subspace_overlap(classes)
 
