@@ -60,6 +60,12 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
     paths = write_results(frames, out, stamp)
     print_tables(console, frames, stamp)
     console.print(f"Wrote {', '.join(str(path) for path in paths)}")
+    loaded = frames["eval"].get("loaded")
+    if loaded is not None and loaded.any():
+        console.print(f"[bold]warning[/bold]: the 1-minute load average reached "
+                      f"{frames['eval']['load_avg'].max():.1f} while timing, above the "
+                      f"{torch.get_num_threads()} threads: other work shared the cores, so these "
+                      "rates are not a speed figure (column `loaded`); rerun on a quiet machine")
 
 
 def print_tables(console, frames: dict, stamp: dict) -> None:

@@ -290,3 +290,19 @@ def test_matmul_size_shrinks_only_a_product_that_would_be_slow():
 
     assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e6, probe=64) == 1024
     assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e-12, probe=64) == 64
+
+
+def test_short_per_episode_timings_are_repeated_and_the_load_is_recorded(data, monkeypatch):
+    """A quick run's 4 episodes take milliseconds: the timing is repeated on the same episodes
+    until it lasts a second, and every row says the load average around it and whether it
+    exceeded the thread count (a loaded machine's rates are not a speed figure)."""
+    from bench import perf_eval
+
+    monkeypatch.setattr(perf_eval.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    rows = pd.DataFrame(eval_rows(SPECS[:1], data.train, data.test, 1, "synthetic", TINY.eval,
+                                  CPU))
+    per_episode = rows[rows["mode"] == "per-episode"].iloc[0]
+    assert per_episode["timed_passes"] > 1 and per_episode["seconds"] >= 1.0
+    assert per_episode["episodes_per_s"] == pytest.approx(
+        per_episode["timed_passes"] * per_episode["episodes"] / per_episode["seconds"])
+    assert (rows["load_avg"] == 99.0).all() and rows["loaded"].all()
