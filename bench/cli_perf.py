@@ -21,13 +21,14 @@ import click
 @click.option("--data-root", default=None, help="Dataset root [env FEWSHOT_BENCH_DATA].")
 @click.option("--cache-dir", default=None,
               help="Preprocessed-data cache [env FEWSHOT_BENCH_CACHE, ~/.cache/fewshot-bench].")
+@click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
 @click.option("--methods", default=None,
               help="Methods whose evaluation is timed; NAME(key=value,...) sets parameters "
                    "[default: every registered method; with --quick: protonet,cosine,trm].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
 def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str | None,
-                 cache_dir: str | None, methods: str | None, device: str,
+                 cache_dir: str | None, download: bool, methods: str | None, device: str,
                  threads: int | None) -> None:
     """Time cached vs per-episode evaluation, the training loop vs a plain one, and the TRM head."""
     import torch
@@ -53,7 +54,7 @@ def perf_command(quick: bool, out_dir: str, dataset: str | None, data_root: str 
         console.log(message)
 
     settings = QUICK if quick else FULL
-    data = load_data(dataset, data_root, cache_dir, log)
+    data = load_data(dataset, data_root, cache_dir, log, download)
     frames = run_perf(data, settings, specs, torch.device(device), torch.get_num_threads(), log)
     frames["checks"] = checks(frames, settings.head.max_attn_mib)
     stamp = machine_stamp(device, shlex.join(["bench", *sys.argv[1:]]))

@@ -64,13 +64,16 @@ class TrainConfig:
         if not 0 < self.lr_gamma <= 1:
             raise BenchError(f"--lr-gamma must be in (0, 1] (the factor the learning rate is "
                              f"multiplied by every --lr-step episodes), got {self.lr_gamma}")
-        if self.pretrain_epochs < 0 or self.pretrain_batch < 1 or not self.pretrain_lr > 0:
-            raise BenchError(f"--pretrain-epochs must be ≥ 0, --pretrain-batch ≥ 1 and "
-                             f"--pretrain-lr > 0; got {self.pretrain_epochs}, "
-                             f"{self.pretrain_batch}, {self.pretrain_lr}")
-        if self.plateau_window < 0 or not self.plateau_delta >= 0:
-            raise BenchError(f"--plateau-window must be ≥ 0 episodes and --plateau-delta ≥ 0 "
-                             f"points; got {self.plateau_window}, {self.plateau_delta}")
+        for option, value, ok, rule in (
+                ("--pretrain-epochs", self.pretrain_epochs, self.pretrain_epochs >= 0, "≥ 0"),
+                ("--pretrain-batch", self.pretrain_batch, self.pretrain_batch >= 1, "≥ 1"),
+                ("--pretrain-lr", self.pretrain_lr, self.pretrain_lr > 0, "> 0")):
+            if not ok:
+                raise BenchError(f"{option} must be {rule}, got {value}")
+        if self.plateau_window < 0:
+            raise BenchError(f"--plateau-window must be ≥ 0 episodes, got {self.plateau_window}")
+        if not self.plateau_delta >= 0:
+            raise BenchError(f"--plateau-delta must be ≥ 0 points, got {self.plateau_delta}")
         if self.plateau_window and not self.val_every:
             raise BenchError("--plateau-window stops on validation accuracy; set --val-every N "
                              "(> 0) too")

@@ -84,19 +84,20 @@ class PerfData:
 
 
 def load_data(dataset: str | None, root: str | None, cache_dir: str | None,
-              log: Callable[[str], None] = lambda message: None) -> PerfData:
+              log: Callable[[str], None] = lambda message: None,
+              download: bool = False) -> PerfData:
     """The train and test splits of ``dataset``; by default Omniglot when a data root is set
     (--data-root or $FEWSHOT_BENCH_DATA) and loads, else the embedded glyphs."""
     resolved_root = data_root(root)
     if dataset is None:
         if resolved_root is not None:
             try:
-                return load_data("omniglot", root, cache_dir, log)
+                return load_data("omniglot", root, cache_dir, log, download)
             except BenchError as error:
                 log(f"omniglot unavailable ({error}); using glyphs")
         return load_data("glyphs", root, cache_dir, log)
     adapter_class = DATASETS.get(dataset)
-    adapter = adapter_class(adapter_class.Config(), resolved_root, cache_dir)
+    adapter = adapter_class(adapter_class.Config(), resolved_root, cache_dir, download)
     log(f"loading {dataset}")
     return PerfData(dataset, adapter.load("train"), adapter.load("test"), adapter_class.channels)
 

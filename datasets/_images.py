@@ -25,11 +25,14 @@ CACHE_FORMAT = 1  # bump when the cached arrays change meaning, so old caches ar
 ROOT_HINT = "pass --data-root DIR or set FEWSHOT_BENCH_DATA"
 
 
-def require_root(root: Path | None, dataset: str, layout: str) -> Path:
+def require_root(root: Path | None, dataset: str, layout: str, download: bool = False) -> Path:
     """The data root, or a one-line error naming the expected layout and --download."""
     if root is None:
         raise BenchError(f"dataset {dataset} needs its files: {ROOT_HINT}, where DIR holds "
                          f"{layout} (or add --download)")
+    if not Path(root).exists() and not download:  # --download creates it
+        raise BenchError(f"the data root {root} of {dataset} does not exist; pass --data-root "
+                         f"with the folder that holds {layout} (or add --download)")
     return root
 
 

@@ -116,7 +116,7 @@ class CUB(DatasetAdapter):
         return rgb_train_augmentation() if self.config.augment == "on" else None
 
     def _folder(self) -> Path:
-        root = require_root(self.root, "cub", LAYOUT)
+        root = require_root(self.root, "cub", LAYOUT, self.download)
         folder = find_folder(root)
         if folder is None and self.download:
             download(root)

@@ -98,7 +98,7 @@ class MiniImageNet(DatasetAdapter):
 
     def _locate(self, split: str) -> tuple[Path, str]:
         """The folder and source kind that hold ``split``, downloading the pickle if asked."""
-        root = require_root(self.root, "mini-imagenet", LAYOUT)
+        root = require_root(self.root, "mini-imagenet", LAYOUT, self.download)
         found = find_source(root, self.config.source)
         if found is None and self.download and self.config.source != "csv":
             download(root / "mini-imagenet", split)

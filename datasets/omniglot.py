@@ -96,7 +96,7 @@ class Omniglot(DatasetAdapter):
         return cached_arrays(self.cache_dir, key, lambda: build_arrays(sources, config))
 
     def _sources(self) -> dict[str, Path]:
-        root = require_root(self.root, "omniglot", LAYOUT)
+        root = require_root(self.root, "omniglot", LAYOUT, self.download)
         sources = {part: find_part(root, part) for part in PARTS}
         missing = [part for part, path in sources.items() if path is None]
         if missing and self.download:

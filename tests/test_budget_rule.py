@@ -49,7 +49,7 @@ def test_rule_is_part_of_the_training_id_only_when_on():
 
 @pytest.mark.parametrize("config, message", [
     (TrainConfig(plateau_window=-1), "--plateau-window must be ≥ 0"),
-    (TrainConfig(plateau_delta=-0.1), "--plateau-delta ≥ 0"),
+    (TrainConfig(plateau_delta=-0.1), "--plateau-delta must be ≥ 0"),
     (TrainConfig(plateau_window=100, val_every=0), "set --val-every"),
 ])
 def test_bad_rules_are_one_line_errors(config, message):

@@ -69,3 +69,17 @@ def test_dry_run_of_a_preset_shows_what_it_sets(tmp_path, capsys, monkeypatch):
     assert "preset settings" in captured.out and "plateau_window = 1500" in captured.out
     assert "18 cells in" in captured.out and "or fewer: stops once validation rose" in \
         captured.out
+
+
+@pytest.mark.parametrize("dataset", ["cub", "mini-imagenet", "omniglot"])
+def test_a_data_root_that_does_not_exist_is_called_so(tmp_path, capsys, monkeypatch, dataset):
+    code, captured = run(["run", "--dataset", dataset, "--data-root", str(tmp_path / "nowhere"),
+                          "--out", str(tmp_path / "out")], capsys, monkeypatch, tmp_path)
+    assert code == 2
+    assert f"the data root {tmp_path / 'nowhere'} of {dataset} does not exist" in captured.err
+
+
+def test_perf_offers_the_download_its_message_suggests():
+    from bench.cli_perf import perf_command
+
+    assert "download" in {param.name for param in perf_command.params}
