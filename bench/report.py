@@ -266,6 +266,8 @@ def summarize(frame, ci_method: str = "normal"):
                      "shared_episodes": shared, "ci95_both": both,
                      "episode_acc": episode_acc, "episode_ci95": episode_ci,
                      "between_sd": between, "within_se": within, "n_episodes": count,
+                     "episodes_per_run": int(np.median([value[2] for value in
+                                                        per_seed.values()])),
                      "n_seeds": seeds, "seeds": ",".join(map(str, per_seed)),
                      "ci_method": ci_method, "from_csv": _missing_episodes(cell)})
     summary = pd.DataFrame(rows)
@@ -564,8 +566,19 @@ def _compared(frame, key: dict, other: str, backbone: str | None, ci_method: str
         row.update(level="seeds", diff=test.mean_diff, ci95=test.ci95, t_p=test.t_p,
                    signflip_p=test.signflip_p, wins=test.wins, diff_sd=test.sd,
                    seed_diffs=" ".join(f"{d:+.2f}" for d in test.differences))
+        if same:  # on one episode set the CI over runs is conditional on it: add its sampling
+            from scipy import stats as scipy_stats
+
+            se = np.sqrt(test.sd ** 2 / test.seeds + (a - b).var(ddof=1) / a.size)
+            t = test.mean_diff / se if se > 0 else np.nan
+            row.update(ci95_both=float(scipy_stats.t.ppf(0.975, test.seeds - 1) * se),
+                       t_p_both=float(2 * scipy_stats.t.sf(abs(t), test.seeds - 1))
+                       if se > 0 else np.nan)
+        else:
+            row.update(ci95_both=test.ci95, t_p_both=test.t_p)
     else:
         row.update(level="episodes", diff=episode.mean_diff, ci95=episode.ci95, t_p=episode.t_p,
-                   signflip_p=np.nan, wins=np.nan, diff_sd=np.nan,
+                   signflip_p=np.nan, wins=np.nan, diff_sd=np.nan, ci95_both=np.nan,
+                   t_p_both=np.nan,
                    seed_diffs=f"{episode.mean_diff:+.2f}")
     return row

@@ -40,7 +40,8 @@ def _runs(count: int) -> str:
 
 
 def _counts_note(table) -> str:
-    per_run = (table["n_episodes"] / table["n_seeds"]).round().astype(int)
+    per_run = (table["episodes_per_run"] if "episodes_per_run" in table
+               else (table["n_episodes"] / table["n_seeds"]).round()).astype(int)
     counts = Counter(zip(per_run, table["n_seeds"]))
     (episodes, seeds), _ = counts.most_common(1)[0]
     note = f"N = {episodes} test episodes per run, {_runs(seeds)} per cell"
