@@ -557,7 +557,8 @@ def _compared(frame, key: dict, other: str, backbone: str | None, ci_method: str
     else:
         a, b = np.concatenate(pairing.a_episodes), np.concatenate(pairing.b_episodes)
     episode = stats.paired_test(a, b, ci_method)
-    row = {**key, "method": label, "seeds": len(pairing.seeds),
+    backbone_of_other = backbone or str(_cell_rows(frame, key, other)["backbone"].iloc[0])
+    row = {**key, "backbone": backbone_of_other, "method": label, "seeds": len(pairing.seeds),
            "seed_list": ",".join(map(str, pairing.seeds)),
            "episode_diff": episode.mean_diff, "episode_ci95": episode.ci95,
            "episode_t_p": episode.t_p, "wilcoxon_p": episode.wilcoxon_p, "n": episode.n}

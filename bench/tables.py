@@ -156,7 +156,9 @@ def _points(value: float) -> str:
 def format_p(p: float) -> str:
     if p != p:  # NaN
         return "–"
-    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return f"{p:.1e}"
+    return f"{p:.4f}" if p < 0.01 else f"{p:.3f}"  # two significant digits at least
 
 
 def comparison_grids(comparison) -> list[Grid]:
