@@ -19,6 +19,9 @@ DEFAULT_RESULTS = "runs"  # `bench run --out` default
               help="table: rich on the terminal; markdown, latex, csv: plain text to pipe.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write figures (PNG and SVG) into this directory.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write one self-contained HTML page (tables, comparisons, plots, "
+                   "learning curves, per-episode distributions, runs) to this file.")
 @click.option("--compare", "reference", metavar="METHOD",
               help="Paired comparison of every other method against METHOD on the same episodes.")
 @click.option("--against", multiple=True, metavar="METHOD",
@@ -29,7 +32,8 @@ DEFAULT_RESULTS = "runs"  # `bench run --out` default
 @click.option("--power", default=None, metavar="POINTS",
               help="With --compare: training runs needed to detect a difference of POINTS at 80% "
                    "power, α = 0.05, from the measured between-run spread of each difference.")
-def report_command(results, fmt, plots_dir, reference, against, ci_method, power) -> None:
+def report_command(results, fmt, plots_dir, html_path, reference, against, ci_method,
+                   power) -> None:
     """Tables (and figures) from results files or run directories [default: runs]; never runs.
 
     One table per dataset and way: methods as rows, shots as columns, accuracy ± 95% CI; the best
@@ -60,6 +64,11 @@ def report_command(results, fmt, plots_dir, reference, against, ci_method, power
     else:
         click.echo(tables.report_text(frame, fmt, reference, against, ci_method, power),
                    nl=False)
+    if html_path is not None:
+        from bench.html_report import write_html
+
+        write_html(frame, html_path, reference, against, ci_method)
+        click.echo(f"wrote {html_path}", err=True)
     if plots_dir is not None:
         from bench.plots import write_plots
 

@@ -78,7 +78,7 @@ def accuracy_vs_shots_figure(summary, key: dict, colors: dict | None = None):
     axes.set_xlabel("shots per class")
     axes.set_ylabel("test accuracy (%)")
     title = ", ".join([str(key["dataset"]), f"{key['way']}-way", *_setting(key, summary)])
-    axes.set_title(f"{title}: mean ± 95% CI")
+    axes.set_title(f"{title}\nmean ± 95% CI", fontsize="medium")  # two lines: never clipped
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend(title="method", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return figure
@@ -153,20 +153,26 @@ def _band(axes, logs, column: str, color, label: str, scale: float = 1.0) -> int
     return window
 
 
-def curves_figure(cell_logs: dict, title: str, colors: dict):
-    """Training loss and validation accuracy vs episode; ``cell_logs``: {method: [log frames]}."""
-    figure = _figure(9.0, 3.6)
-    loss_axes, val_axes = figure.subplots(1, 2)
+def curves_figure(cell_logs: dict, title: str, colors: dict, train_accuracy: bool = False):
+    """Training loss and validation accuracy vs episode (and the training accuracy, where
+    ``train_accuracy``); ``cell_logs``: {method: [log frames]}."""
+    figure = _figure(13.0 if train_accuracy else 9.0, 3.6)
+    panels = figure.subplots(1, 3 if train_accuracy else 2)
+    loss_axes, val_axes = panels[0], panels[-1]
     window = 1
     for method, logs in sorted(cell_logs.items()):
         label = method + (f" ({len(logs)} seeds)" if len(logs) > 1 else "")
         window = max(window, _band(loss_axes, logs, "loss", colors[method], label))
+        if train_accuracy:
+            _band(panels[1], logs, "train_acc", colors[method], label, 100.0)
         in_percent = all(not log["val_acc"].max() > 1.0 for log in logs)
         _band(val_axes, logs, "val_acc", colors[method], label, 100.0 if in_percent else 1.0)
     smoothing = f" (moving avg., {window} points)" if window > 1 else ""
     loss_axes.set_ylabel("training loss" + smoothing)
+    if train_accuracy:
+        panels[1].set_ylabel("training accuracy (%)" + smoothing)
     val_axes.set_ylabel("validation accuracy (%)")
-    for axes in (loss_axes, val_axes):
+    for axes in panels:
         axes.set_xlabel("training episode")
         axes.grid(True, alpha=0.3)
     figure.suptitle(f"{title}: mean over seeds (band: min–max)")

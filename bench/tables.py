@@ -149,6 +149,12 @@ def variance_grids(summary) -> list[Grid]:
     return grids
 
 
+def _holm_words(over_runs: int, within_runs: int) -> str:
+    families = [f"the {count} comparisons {kind} of this report" for count, kind in
+                ((over_runs, "over runs"), (within_runs, "within one training run")) if count]
+    return "Holm: adjusted over " + ", and apart over ".join(families)
+
+
 def _points(value: float) -> str:
     return f"{value:g} point" + ("" if value == 1 else "s")
 
@@ -206,9 +212,7 @@ def comparison_grids(comparison) -> list[Grid]:
         f"runs (no normality assumed; smallest possible p is 2/2^S"
         + (f": {_smallest_signflip(seeds)}" if len(seeds) else "") + "); won: in how many "
         f"of the S runs {reference} scored higher (a tie counts one half), of S.",
-        f"Holm: adjusted over the {int(len(seeds))} comparisons over runs of this report"
-        + (f" (and, apart, over its {len(table) - len(seeds)} within-one-run comparisons)"
-           if len(table) > len(seeds) else "") + ". Verdict: ahead or behind where the paired "
+        _holm_words(len(seeds), len(table) - len(seeds)) + ". Verdict: ahead or behind where the paired "
         "t-test over runs is significant after Holm (p < 0.05), else not established (one run: "
         "what the episode-level test shows within that run). A t-test over runs whose "
         "differences are all equal is undefined (–): no claim is made on it."]
