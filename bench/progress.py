@@ -50,7 +50,7 @@ def announce_cache_builds(bars=None):
 
     class Echo(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            click.echo(record.getMessage())
+            click.echo(record.getMessage(), err=True)  # progress: never in the results
             event, what = getattr(record, "cache_build", None), getattr(record, "what", "")
             if bars is not None and event == "start":
                 building[what] = bars.add_task(f"building the {what} cache", total=None,
@@ -113,26 +113,52 @@ class RichProgress(Progress):
 
 
 class LineProgress(Progress):
-    """A line every tenth of training and when testing ends."""
+    """Plain lines on stderr (stdout holds the results table): every tenth of training with the
+    rate and the time left, every tenth of an evaluation, and when each ends."""
 
     def __init__(self, cell):
         self.label = cell.describe()
         self.val_text = ""
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def _rate(self, what: str, done: int, total: int) -> str:
+        import time
+
+        now = time.monotonic()
+        start, first = self.started.setdefault(what, (now, done))
+        if done <= first or now - start < 1.0:  # too soon for a rate worth printing
+            return ""
+        rate = (done - first) / (now - start)
+        left = (total - done) / rate
+        return f", {rate:.2f}/s, {_clock(left)} left" if done < total else f", {rate:.2f}/s"
 
     def train_step(self, episode, total, loss):
+        self._rate("train", episode - 1, total)  # starts the clock at the first step
         if episode == total or episode % max(1, total // 10) == 0:
             click.echo(f"train {self.label}: episode {episode}/{total} loss {loss:.3f}"
-                       f"{self.val_text}")
+                       f"{self.val_text}{self._rate('train', episode, total)}", err=True)
 
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
     def pretrained(self, epoch, total, loss):
         click.echo(f"pretrain {self.label}: epoch {epoch}/{total}"
-                   + (f" loss {loss:.3f}" if epoch else ""))
+                   + (f" loss {loss:.3f}" if epoch else ""), err=True)
 
     def evaluated(self, done, total):
         if done == 0:
-            click.echo(f"test  {self.label}: evaluating {total} episodes")
-        if done == total:
-            click.echo(f"test  {self.label}: {total} episodes done")
+            self.started.pop("test", None)
+            self._rate("test", 0, total)
+            click.echo(f"test  {self.label}: evaluating {total} episodes", err=True)
+        elif done == total:
+            click.echo(f"test  {self.label}: {total} episodes done"
+                       f"{self._rate('test', done, total)}", err=True)
+        elif done % max(100, total // 10) == 0:
+            click.echo(f"test  {self.label}: {done}/{total} episodes"
+                       f"{self._rate('test', done, total)}", err=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"

@@ -39,10 +39,15 @@ def finished(args, out, cache) -> pd.DataFrame:
     return pd.read_csv(out / "results.csv")
 
 
+PROGRESS = ("train ", "test  ", "pretrain ", "preparing ", "cache of ")
+
+
 def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float, str]:
-    """SIGINT ``delay`` s after ``marker`` appears on stdout: (exit code, seconds to exit,
-    stderr)."""
-    for line in process.stdout:
+    """SIGINT ``delay`` s after ``marker`` appears in the progress (stderr, or stdout for the
+    scripts here that print there): (exit code, seconds to exit, stderr without progress
+    lines)."""
+    stream = process.stdout if marker in ("ready",) else process.stderr
+    for line in stream:
         if marker in line:
             break
     else:
@@ -56,7 +61,8 @@ def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float
         process.kill()
         process.communicate()
         raise AssertionError("still running 60 s after SIGINT") from None
-    return process.returncode, time.monotonic() - sent, stderr
+    message = "\n".join(line for line in stderr.splitlines() if not line.startswith(PROGRESS))
+    return process.returncode, time.monotonic() - sent, message
 
 
 def assert_same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
