@@ -96,6 +96,10 @@ from bench.presets import PRESETS
                    "else a new local Ray].")
 @click.option("--storage", default=None, type=click.Path(),
               help="Ray: models/ and checkpoints/, on a filesystem every worker reaches [--out].")
+@click.option("--tensorboard", default=None, type=click.Path(),
+              help="Also write each finished cell's training curves (loss, training and "
+                   "validation accuracy, learning rate) as TensorBoard event files under this "
+                   "folder, one run per cell (pip install 'fewshot-bench[tensorboard]').")
 @click.option("--ci", "ci_method", default="normal", show_default=True,
               type=click.Choice(["normal", "t"]), help="95% CI: 1.96·σ/√n or Student t.")
 @click.option("--force", is_flag=True, help="Redo finished cells instead of skipping them.")

@@ -76,6 +76,7 @@ class RunOptions:
     # (commit, dirty) of the checkout when the run started, written into every row (workers
     # too): a run of hours executes the code it imported then, whatever HEAD is when it ends
     code_state: tuple[str, bool] | None = None
+    tensorboard: Path | None = None  # --tensorboard: each finished cell's log as event files
 
     @property
     def storage_dir(self) -> Path:
@@ -353,6 +354,11 @@ def record(result: CellResult, options: RunOptions, outcome: GridOutcome) -> Non
     with STOP.phase(f"writing the results of {cell.describe()}", defer=True):
         written = write_cell(options.out_dir, cell, result.row, result.accuracies, result.log,
                              options.force)
+        if written and options.tensorboard is not None:
+            from bench.tensorboard_log import write_cell_events
+
+            write_cell_events(options.tensorboard, cell.describe(), cell.cell_id, result.log,
+                              result.row["acc"])
     (outcome.rows if written else outcome.finished_elsewhere).append(
         result.row if written else cell)
 

@@ -78,7 +78,8 @@ def plan_cells(options: dict) -> tuple[list[Cell], RunOptions]:
                              ci_method=options["ci_method"],
                              test_data_root=_path(options.get("test_data_root")),
                              models_from=_path(options.get("models_from")),
-                             storage=storage_dir(options.get("storage")))
+                             storage=storage_dir(options.get("storage")),
+                             tensorboard=tensorboard_dir(options.get("tensorboard")))
     check_cross_cells(cells, run_options)
     return cells, run_options
 
@@ -123,6 +124,16 @@ def check_pretraining(methods, train: TrainConfig) -> None:
             raise BenchError(f"{method.name} is a pre-trained backbone with a classifier fitted "
                              "per test episode; add --pretrain-epochs N (Chen et al. 2019: 5 on "
                              "Omniglot, 400 on miniImageNet)")
+
+
+def tensorboard_dir(text: str | None) -> Path | None:
+    """--tensorboard DIR: TensorBoard installed, DIR created and writable (None: not asked)."""
+    if not text:
+        return None
+    from bench.tensorboard_log import check_available
+
+    check_available()
+    return out_dir_writable(text, "--tensorboard")
 
 
 def storage_dir(text: str | None) -> Path | None:

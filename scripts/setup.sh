@@ -48,7 +48,8 @@ fi
 deps=$("$VENV/bin/python" - <<'PY'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+wanted = (project["dependencies"] + project["optional-dependencies"]["test"]
+          + project["optional-dependencies"]["tensorboard"])  # so CI tests --tensorboard
 print("\n".join(d for d in wanted if not d.startswith("learn2learn")))
 PY
 )

@@ -83,3 +83,43 @@ def test_perf_offers_the_download_its_message_suggests():
     from bench.cli_perf import perf_command
 
     assert "download" in {param.name for param in perf_command.params}
+
+
+def test_tensorboard_event_files_read_back(tmp_path, capsys, monkeypatch, glyph_cache):
+    pytest.importorskip("tensorboard", reason="pip install 'fewshot-bench[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "tb"
+    code, captured = run(["run", "--methods", "protonet", "--shots", "1", "--train-episodes",
+                          "20", "--val-every", "10", "--val-episodes", "4", "--test-episodes",
+                          "4", "--query", "3", "--train-query", "3", "-D", "instances=8",
+                          "--threads", "1", "--out", str(tmp_path / "out"), "--tensorboard",
+                          str(board)], capsys, monkeypatch, glyph_cache)
+    assert code == 0, captured.err
+    (run_dir,) = board.iterdir()
+    assert run_dir.name.startswith("protonet_glyphs_5-way_1-shot_seed_0-")
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"loss", "train_acc", "val_acc", "lr", "test_acc"} <= set(scalars)
+    assert [event.step for event in events.Scalars("loss")] == list(range(1, 21))
+    assert [event.step for event in events.Scalars("val_acc")] == [10, 20]
+    assert all(0 <= event.value <= 100 for event in events.Scalars("train_acc"))
+
+
+def test_tensorboard_missing_is_one_line_naming_the_install(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_tensorboard(name, *args, **kwargs):
+        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_tensorboard)
+    code, captured = run(["run", "--methods", "protonet", "--out", str(tmp_path / "out"),
+                          "--tensorboard", str(tmp_path / "tb")], capsys, monkeypatch, tmp_path)
+    assert code == 2
+    assert "pip install 'fewshot-bench[tensorboard]'" in captured.err
+    assert captured.err.count("\n") == 1
