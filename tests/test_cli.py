@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from helpers import without_progress
 
 BENCH = str(Path(sys.executable).parent / "bench")
 EXAMPLE = Path(__file__).parent / "data" / "example_results"
@@ -122,7 +123,7 @@ def test_trained_model_is_shared_between_test_ways(tmp_path, glyph_cache):
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, monkeypatch, glyph_cache):
     code, captured = run_main(argv, capsys, monkeypatch, glyph_cache)
     assert code == 2
-    lines = captured.err.strip().splitlines()
+    lines = without_progress(captured.err)
     assert len(lines) == 1, captured.err
     assert message in lines[0]
     assert "Traceback" not in captured.err

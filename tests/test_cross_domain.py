@@ -20,6 +20,7 @@ from bench.episodes import fixed_episodes
 from bench.precision import resolve_precision
 from bench.registry import build_config
 from bench.runner import build_model, evaluate
+from helpers import without_progress
 
 SIDE = 16
 TRAIN = ["--methods", "protonet", "--ways", "5", "--shots", "1", "--query", "2",
@@ -122,7 +123,7 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
 
 def one_line_error(run, capsys, argv) -> str:
     assert run(*argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = without_progress(capsys.readouterr().err)
     assert len(lines) == 1 and "Traceback" not in lines[0]
     return lines[0]
 

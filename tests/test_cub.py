@@ -14,6 +14,7 @@ from bench.datasets import cub
 from bench.datasets.cub import CUB
 from bench.errors import BenchError
 from bench.registry import DATASETS, build_config
+from helpers import without_progress
 
 EIGHT_CLASSES = [f"{index:03d}.Bird_{index}" for index in range(1, 9)]
 WIDTH, HEIGHT = 48, 36
@@ -365,7 +366,7 @@ def test_bbox_crop_on_the_shared_folder_is_one_line_exit_2(tmp_path, capsys, mon
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--dataset", "cub", "--data-root", str(REAL_CUB.parent), "-D", "crop=bbox",
               "--methods", "protonet", "--out", str(tmp_path / "out")])
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = without_progress(capsys.readouterr().err)
     assert exit_info.value.code == 2 and len(lines) == 1
     assert "crop=bbox needs the boxes of the original photos (bounding_boxes.txt)" in lines[0]
     assert "Traceback" not in lines[0]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.interrupt import StopControl, Stopped
+from helpers import PROGRESS
 
 BENCH = str(Path(sys.executable).parent / "bench")
 TINY = ["--shots", "1", "--train-episodes", "3", "--val-every", "0", "--query", "5",
@@ -37,9 +38,6 @@ def finished(args, out, cache) -> pd.DataFrame:
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     return pd.read_csv(out / "results.csv")
-
-
-PROGRESS = ("train ", "test  ", "pretrain ", "preparing ", "cache of ")
 
 
 def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float, str]:

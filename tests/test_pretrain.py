@@ -13,6 +13,7 @@ import bench.pretrain as pretrain
 from bench.config import Cell, MethodSpec, TrainConfig
 from bench.interrupt import Stopped
 from bench.runner import build_model, data_shape
+from helpers import without_progress
 
 CPU = torch.device("cpu")
 TRAIN = TrainConfig(episodes=3, query=3, pretrain_epochs=1, pretrain_batch=48)  # 5 batches
@@ -89,4 +90,4 @@ def test_baseline_without_pretraining_is_a_one_line_error(tmp_path):
                        cache=tmp_path)
     assert result.returncode == 2
     assert "add --pretrain-epochs N" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(without_progress(result.stderr)) == 1

@@ -14,6 +14,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
+from helpers import without_progress
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (make setup installs ray==2.60.0)")
 
@@ -144,7 +145,7 @@ def test_bad_ray_options_are_one_line_exit_2(argv, message, tmp_path, capsys, mo
     with pytest.raises(SystemExit) as exit_info:
         main([*GRID, *argv, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert exit_info.value.code == 2 and message in err and len(without_progress(err)) == 1
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
