@@ -10,7 +10,7 @@ Python runs signal handlers between bytecodes of the main thread, so a long call
 pickle, writing an .npz) would delay them for as long as it runs. A watchdog thread, woken by the
 signal itself (``signal.set_wakeup_fd``), ends such a process if it is still in an abandonable
 phase a moment after the signal: it prints the same one-line message, deletes the temporary files
-the phase registered and exits with 130.
+the phase registered and exits with 128 + the signal (130 after Ctrl-C, 143 after SIGTERM).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class StopControl:
         self.temporary: set[Path] = set()
         self.summary = lambda: ""  # what was finished, for the message (set by the CLI)
         self.final_message = ""
+        self.signal_number = signal.SIGINT  # the stop signal received (its exit code: 128 + it)
         self._exiting = threading.Lock()
 
     def __call__(self) -> bool:
@@ -127,9 +128,17 @@ class StopControl:
             watchdog.join(timeout=GRACE_SECONDS * 2)
             os.close(reader)
 
+    @property
+    def exit_code(self) -> int:
+        """128 + the stop signal, as shells report a process that a signal ended: 130 after
+        Ctrl-C (SIGINT), 143 after SIGTERM."""
+        return 128 + int(self.signal_number)
+
     def _handle(self, signum, frame) -> None:
         again = self.requested
         self.requested = True
+        if not again:
+            self.signal_number = signum
         if not self.current.defer or (again and signum == signal.SIGINT):
             raise self._stopped()
 
@@ -144,8 +153,11 @@ class StopControl:
             # The wake-up fd carries the number of every signal that has a Python handler: a
             # DataLoader's SIGCHLD handler writes here too. Only SIGINT and SIGTERM are a stop.
             # (Not ``self.requested``: a main thread stuck in C has not run its handler yet.)
-            if not STOP_SIGNALS.intersection(data):
+            received = STOP_SIGNALS.intersection(data)
+            if not received:
                 continue
+            if not self.requested:  # the main thread has not run its handler (stuck in C)
+                self.signal_number = signal.Signals(min(received))
             time.sleep(GRACE_SECONDS)
             if not self.installed:
                 return
@@ -153,7 +165,8 @@ class StopControl:
                 self.force_exit()
 
     def force_exit(self) -> None:
-        """Print the message, delete registered temporary files, exit 130 (from any thread)."""
+        """Print the message, delete registered temporary files, exit 128 + the signal (130 for
+        SIGINT, 143 for SIGTERM) from any thread."""
         if not self._exiting.acquire(blocking=False):
             return
         for path in list(self.temporary):
@@ -162,10 +175,11 @@ class StopControl:
             sys.stderr.write((self.final_message or self.message()) + "\n")
             sys.stderr.flush()
         finally:
-            os._exit(130)
+            os._exit(self.exit_code)
 
     def exit(self, message: str) -> None:
-        """The main thread's exit after ``Stopped``: one line, code 130. Once installed it skips
+        """The main thread's exit after ``Stopped``: one line, code 128 + the signal (130 after
+        SIGINT, 143 after SIGTERM). Once installed it skips
         the interpreter's teardown (1.5 s with torch loaded): every file is already closed and
         complete, since results, checkpoints and caches are written atomically."""
         if not self._exiting.acquire(blocking=False):
@@ -174,8 +188,8 @@ class StopControl:
         sys.stdout.flush()
         sys.stderr.flush()
         if self.installed:
-            os._exit(130)
-        sys.exit(130)
+            os._exit(self.exit_code)
+        sys.exit(self.exit_code)
 
 
 STOP = StopControl()

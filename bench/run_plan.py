@@ -290,7 +290,7 @@ def out_dir_writable(path: str, option: str = "--out") -> Path:
 
 def execute(cells: list[Cell], options: RunOptions, threads: int | None = None,
             executor=None) -> None:
-    """Run the grid with progress, print the summary; Ctrl-C/SIGTERM exit 130 (bench.interrupt).
+    """Run the grid with progress, print the summary; Ctrl-C exits 130, SIGTERM 143 (bench.interrupt).
     ``executor``: bench.ray_executor.RayExecutor, or None for the local loop."""
     import torch
 

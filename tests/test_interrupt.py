@@ -40,7 +40,8 @@ def finished(args, out, cache) -> pd.DataFrame:
     return pd.read_csv(out / "results.csv")
 
 
-def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float, str]:
+def interrupt_when(process, marker: str, delay: float = 0.3,
+                   sig=signal.SIGINT) -> tuple[int, float, str]:
     """SIGINT ``delay`` s after ``marker`` appears in the progress (stderr, or stdout for the
     scripts here that print there): (exit code, seconds to exit, stderr without progress
     lines)."""
@@ -51,7 +52,7 @@ def interrupt_when(process, marker: str, delay: float = 0.3) -> tuple[int, float
     else:
         raise AssertionError(f"{marker!r} never printed: {process.communicate()}")
     time.sleep(delay)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     sent = time.monotonic()
     try:
         _, stderr = process.communicate(timeout=60)
@@ -164,3 +165,11 @@ def test_a_signal_that_is_not_a_stop_never_ends_the_run():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "still running" and "stopped" not in result.stderr
+
+
+def test_sigterm_exits_143_and_sigint_130(tmp_path, glyph_cache):
+    """128 + the signal, as a shell reports a process a signal ended."""
+    code, _, stderr = interrupt_when(bench(ARGS, tmp_path / "term", glyph_cache), "evaluating",
+                                     sig=signal.SIGTERM)
+    assert code == 143, stderr
+    assert "stopped while evaluating" in stderr
