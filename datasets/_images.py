@@ -63,7 +63,9 @@ def decode(source: Path | bytes, label: str | Path, mode: str, size: int,
             resized = image.convert(mode).resize((size, size), RESAMPLE, box=scaled)
             return np.asarray(resized, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise BenchError(f"cannot read image {label}: {error}; replace or delete the file") from None
+        raise BenchError(f"cannot read image {label}: {error}; replace it with a good copy of "
+                         "the image (the dataset's lists name it: a deleted file fails the next "
+                         "run as missing)") from None
 
 
 def _box_size(box: Sequence[float] | None, original: tuple[int, int]) -> tuple[int, int]:

@@ -62,9 +62,11 @@ class TaskRelatedMetric(FewShotClassifier):
 
         def validate(self) -> None:
             super().validate()  # the choices and positive numbers declared above
-            if self.attn_dim < 1 or self.max_attn_mib < 1 or self.sinkhorn_iters < 1:
-                raise BenchError("attn_dim, max_attn_mib and sinkhorn_iters of trm must be "
-                                 "positive integers")
+            for name in ("attn_dim", "max_attn_mib", "sinkhorn_iters"):
+                if getattr(self, name) < 1:
+                    raise BenchError(f"{name} of trm must be a positive integer, got "
+                                     f"{getattr(self, name)}; e.g. {name}="
+                                     f"{type(self).__dataclass_fields__[name].default}")
             if self.embed_dim < 0:
                 raise BenchError(f"embed_dim of trm must be 0 (none) or positive, got "
                                  f"{self.embed_dim}")

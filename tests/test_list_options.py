@@ -58,3 +58,9 @@ def test_a_preset_narrowed_by_shots_keeps_its_per_shot_settings(tmp_path):
 def test_unbalanced_parentheses_are_named(tmp_path, text, message):
     with pytest.raises(BenchError, match=message):
         cells_of(tmp_path, "--methods", text)
+
+
+@pytest.mark.parametrize("name", ["attn_dim", "max_attn_mib", "sinkhorn_iters"])
+def test_each_trm_size_is_named_when_wrong(tmp_path, name):
+    with pytest.raises(BenchError, match=f"^{name} of trm must be a positive integer, got 0"):
+        cells_of(tmp_path, "--methods", f"trm({name}=0)")
