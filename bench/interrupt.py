@@ -35,8 +35,13 @@ class Stopped(Exception):
 @dataclass
 class Phase:
     doing: str  # "evaluating trm glyphs 5-way 1-shot seed 0"
-    kept: str  # "its trained model is in runs/models"
+    kept: object  # "its trained model is in runs/models", or a function saying it when asked
     defer: bool = False
+
+    @property
+    def kept_text(self) -> str:
+        """What was kept, as it stands now (a function is asked at the moment of the stop)."""
+        return self.kept() if callable(self.kept) else self.kept
 
 
 class StopControl:
@@ -67,7 +72,7 @@ class StopControl:
     def message(self, phase: Phase | None = None) -> str:
         phase = phase or self.current
         summary = self.summary()
-        kept = "; ".join(part for part in (summary, phase.kept) if part)
+        kept = "; ".join(part for part in (summary, phase.kept_text) if part)
         return f"stopped while {phase.doing}: {kept}; rerun the same command to resume"
 
     @contextmanager

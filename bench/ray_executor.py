@@ -211,7 +211,9 @@ class RayExecutor:
 
         jobs = list(pending.values())
         view = RayView(self.bars, jobs)
-        kept = f"unfinished trainings resume from their checkpoints in {options.storage_dir}"
+
+        def kept() -> str:  # asked at the stop: what is on disk then, not what is hoped for
+            return kept_trainings([job for job in pending.values() if job.trains], options)
         # Deferred: a signal only sets STOP's flag, read here at least once a second (raised
         # inside Ray's C++ wait, it would surface as a SystemError).
         with STOP.phase(f"running {len(jobs)} trainings as Ray tasks", kept, defer=True):
@@ -240,6 +242,28 @@ class RayExecutor:
         if isinstance(value, TaskError):
             raise BenchError(value.message)
         return value
+
+
+def kept_trainings(unfinished: list[Job], options: RunOptions) -> str:
+    """What a stop keeps of the unfinished trainings: which resume from a checkpoint (or a
+    stored model) and which restart, since a cancelled task saves nothing on its way out."""
+    from bench import checkpoint
+
+    if not unfinished:
+        return "no training was unfinished"
+    storage = options.storage_dir
+    saved = [job for job in unfinished
+             if checkpoint.checkpoint_path(storage, job.cells[0]).exists()
+             or checkpoint.model_path(storage, job.cells[0]).exists()]
+    parts = []
+    if saved:
+        parts.append(f"{len(saved)} of {len(unfinished)} unfinished trainings resume from their "
+                     f"checkpoints in {storage}/checkpoints")
+    lost = len(unfinished) - len(saved)
+    if lost:
+        parts.append(f"{lost} of {len(unfinished)} had no checkpoint yet and start again (one is "
+                     "written every --checkpoint-every episodes)")
+    return "; ".join(parts)
 
 
 def plan_executor(options: dict, explicit: set[str]) -> RayExecutor | None:

@@ -228,3 +228,26 @@ def test_the_local_loop_runs_preparations_inline_before_each_training(tmp_path, 
     outcome = run_grid(tiny_cells(), RunOptions(out_dir=tmp_path, cache_dir=glyph_cache))
     assert len(outcome.rows) == 2
     assert calls == [cell.training_id for cell in tiny_cells()]
+
+
+def test_a_stop_says_which_trainings_resume_and_which_restart(tmp_path):
+    """A cancelled Ray task saves nothing on its way out: the stop message counts the trainings
+    with a checkpoint (they resume) apart from those without (they start again)."""
+    from bench import checkpoint
+    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.grid import RunOptions
+    from bench.jobs import Job
+    from bench.ray_executor import kept_trainings
+
+    def job(seed):
+        return Job((Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 15, 10, seed,
+                         TrainConfig(episodes=100)),))
+
+    jobs = [job(0), job(1), job(2)]
+    path = checkpoint.checkpoint_path(tmp_path, jobs[0].cells[0])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    text = kept_trainings(jobs, RunOptions(out_dir=tmp_path))
+    assert text.startswith("1 of 3 unfinished trainings resume from their checkpoints")
+    assert "2 of 3 had no checkpoint yet and start again" in text
+    assert kept_trainings([], RunOptions(out_dir=tmp_path)) == "no training was unfinished"
