@@ -455,10 +455,10 @@ class Comparison:
 
 def verdict(row) -> str:
     """The plain-words reading of one comparison row (reference − method)."""
-    if row["level"] != "seeds":
+    if row["level"] != "seeds":  # nothing is established over runs by one run
         within = row["t_p_holm"] < ALPHA
         side = "ahead" if row["diff"] > 0 else "behind"
-        return f"not established (one run: {side})" if within else "not established (one run)"
+        return f"one run only: {side}" if within else "one run only: level"
     if row["t_p_holm"] < ALPHA:
         return "ahead" if row["diff"] > 0 else "behind"
     return "not established"

@@ -213,8 +213,9 @@ def comparison_grids(comparison) -> list[Grid]:
         + (f": {_smallest_signflip(seeds)}" if len(seeds) else "") + "); won: in how many "
         f"of the S runs {reference} scored higher (a tie counts one half), of S.",
         _holm_words(len(seeds), len(table) - len(seeds)) + ". Verdict: ahead or behind where the paired "
-        "t-test over runs is significant after Holm (p < 0.05), else not established (one run: "
-        "what the episode-level test shows within that run). A t-test over runs whose "
+        "t-test over runs is significant after Holm (p < 0.05), else not established; with one run, "
+        "\"one run only:\" and what the episode-level test shows within that run (nothing over "
+        "runs). A t-test over runs whose "
         "differences are all equal is undefined (–): no claim is made on it."]
     if (table["level"] != "seeds").any():
         notes.insert(1, "1 run (within one training run): one seed pairs, so the ± and p are the "

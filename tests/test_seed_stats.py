@@ -152,7 +152,7 @@ def test_one_run_is_worded_as_one_run(tmp_path):
     assert "(1 run)‡" in text
     assert "One training run per cell: every ± covers the test episodes of that one run" in text
     assert "1 run (within one training run)" in text
-    assert "| 1 | b | +" in text and "not established (one run: ahead)" in text
+    assert "| 1 | b | +" in text and "one run only: ahead" in text
 
 
 def test_the_variance_table_puts_runs_beside_episodes(agreeing):
