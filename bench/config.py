@@ -21,7 +21,7 @@ from bench.registry import DATASETS, METHODS, build_config
 # so the ids of cells from before the setting existed stay valid. Readers of stored configs
 # (the report's labels) take an absent one to mean this value.
 LEFT_OUT_DEFAULTS = {"train.precision": "fp32", "train.pretrain_epochs": 0,
-                     "train.plateau_window": 0}
+                     "train.plateau_window": 0, "train.plateau_delta": "off"}
 
 
 @dataclass(frozen=True)
