@@ -82,6 +82,17 @@ class PairedTest:
     n: int
 
 
+def _paired_arrays(a, b, need: str, hint: str, least: str) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as equally long float64 vectors of at least two values, else BenchError."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise BenchError(f"{need}, got {a.shape} and {b.shape}; {hint}")
+    if a.size < 2:
+        raise BenchError(f"{need.split(' needs ')[0]} needs at least {least}")
+    return a, b
+
+
 def paired_test(a, b, ci_method: str = "t") -> PairedTest:
     """Paired comparison of two methods' accuracies on the same episodes, in episode order.
 
@@ -91,13 +102,8 @@ def paired_test(a, b, ci_method: str = "t") -> PairedTest:
     """
     from scipy import stats
 
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise BenchError(f"paired test needs two equally long episode lists, got {a.shape} and "
-                         f"{b.shape}; were they measured on the same episodes?")
-    if a.size < 2:
-        raise BenchError("paired test needs at least 2 episodes")
+    a, b = _paired_arrays(a, b, "paired test needs two equally long episode lists",
+                          "were they measured on the same episodes?", "2 episodes")
     diff = a - b
     mean_diff, half = mean_ci(diff, ci_method)
     if not np.any(diff):
@@ -192,13 +198,8 @@ def seed_paired_test(a, b) -> SeedPairedTest:
     seed s of two methods on identical test episodes (S ≥ 2)."""
     from scipy import stats
 
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise BenchError(f"a seed-level test needs one value per seed of each method, got "
-                         f"{a.shape} and {b.shape}")
-    if a.size < 2:
-        raise BenchError("a seed-level test needs at least 2 seeds (training runs)")
+    a, b = _paired_arrays(a, b, "a seed-level test needs one value per seed of each method",
+                          "pair them seed by seed", "2 seeds (training runs)")
     d = a - b
     mean, half = seed_ci(d)
     sd = float(d.std(ddof=1))
