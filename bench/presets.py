@@ -20,6 +20,14 @@ _CUB = {"dataset": "cub", "methods": "protonet,cosine,trm", "ways": "5", "shots"
 _MINI = {"dataset": "mini-imagenet", "methods": "protonet,trm,cosine", "ways": "5",
          "shots": "1,5", "query": "15", "test_episodes": "2000"}
 
+# The fair-answer sets: each method at its test shot (no train_shot), the budget rule
+# (validation every 250 episodes on 200; stop once the best rose ≤ 0.5 points over 1500
+# episodes), three training runs on the test episodes of seed 0.
+_FAIR = {"methods": "protonet(temperature=64),cosine,trm", "train_way": "5", "train_query": "15",
+         "lr_step": 2000, "lr_gamma": 0.5, "val_every": 250, "val_episodes": 200,
+         "plateau_window": 1500, "plateau_delta": 0.5, "pretrain_batch": 64, "seeds": "0,1,2",
+         "test_seed": "0", "threads": 2}
+
 PRESETS: dict[str, dict] = {
     "omniglot-snell": {
         "about": "Snell et al. 2017 Omniglot protocol: vinyals split with rotations, 28×28, "
@@ -147,23 +155,15 @@ PRESETS: dict[str, dict] = {
                  "every 250 episodes on 200, training stops once the best validation accuracy "
                  "rose by ≤ 0.5 points over 1500 episodes, cap 4000; three training runs "
                  "(seeds 0, 1, 2) tested on one set of 2000 episodes (test seed 0)",
-        "options": {**_MINI, "methods": "protonet(temperature=64),cosine,trm",
-                    "dataset_options": ("augment=off",), "train_way": "5", "train_query": "15",
-                    "train_episodes": "4000", "lr_step": 2000, "lr_gamma": 0.5,
-                    "val_every": 250, "val_episodes": 200, "plateau_window": 1500,
-                    "plateau_delta": 0.5, "pretrain_epochs": 8, "pretrain_batch": 64,
-                    "seeds": "0,1,2", "test_seed": "0", "threads": 2},
+        "options": {**_MINI, **_FAIR, "dataset_options": ("augment=off",),
+                    "train_episodes": "4000", "pretrain_epochs": 8},
     },
     "cub-fair": {
         "about": "the fair answer on CUB (CPU): cub-cpu's pre-training (40 epochs) and methods, "
                  "each trained at its test shot under mini-fair's budget rule (validation every "
                  "250 episodes on 200, stop once the best rose by ≤ 0.5 points over 1500 "
                  "episodes, cap 6000); seeds 0, 1, 2 on one set of 2000 test episodes",
-        "options": {**_CUB, "methods": "protonet(temperature=64),cosine,trm",
-                    "train_way": "5", "train_query": "15", "train_episodes": "6000",
-                    "lr_step": 2000, "lr_gamma": 0.5, "val_every": 250, "val_episodes": 200,
-                    "plateau_window": 1500, "plateau_delta": 0.5, "pretrain_epochs": 40,
-                    "pretrain_batch": 64, "seeds": "0,1,2", "test_seed": "0", "threads": 2},
+        "options": {**_CUB, **_FAIR, "train_episodes": "6000", "pretrain_epochs": 40},
     },
     "ci-glyphs": {
         "about": "the accuracy-regression benchmark CI runs (benchmarks/regression.sh)",
