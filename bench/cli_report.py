@@ -64,6 +64,10 @@ def report_command(results, fmt, plots_dir, html_path, reference, against, ci_me
     else:
         click.echo(tables.report_text(frame, fmt, reference, against, ci_method, power),
                    nl=False)
+    from bench.running import describe, read_running
+
+    for item in read_running(sorted(set(frame["source_dir"]))):  # a long run being watched
+        click.echo(f"unfinished: {describe(item)}", err=True)
     if html_path is not None:
         from bench.html_report import write_html
 

@@ -25,6 +25,7 @@ from bench.errors import BenchError
 from bench.interrupt import STOP, Stopped
 from bench.pretrain import pretrain_into
 from bench.registry import DATASETS
+from bench.running import finish_running, write_running
 from bench.runner import NumericalFault, Progress, TrainState, build_model, data_shape, \
     evaluate, make_optimizer, plateaued, train
 from bench.stats import mean_ci
@@ -238,9 +239,14 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
         state, seconds_before = checkpoint.load(path, cell, model, optimizer, scheduler, sampler)
     start = time.perf_counter()
 
+    about = {"label": cell.describe(), "method": cell.method.label, "dataset": cell.dataset,
+             "way": cell.train_way, "shot": cell.train_shot, "seed": cell.seed,
+             "episodes": cell.train.episodes}
+
     def save_checkpoint():
         checkpoint.save(path, cell, model, optimizer, scheduler, sampler, state,
                         seconds_before + time.perf_counter() - start)
+        write_running(options.storage_dir, cell.training_id, about, state.log)  # to watch it
 
     kept = f"its training checkpoint is saved in {path.parent}"
     try:
@@ -258,6 +264,7 @@ def train_cell(cell: Cell, model, adapter: DatasetAdapter, options: RunOptions,
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     path.unlink(missing_ok=True)
+    finish_running(options.storage_dir, cell.training_id)
     return {"best_episode": state.best_episode or state.episode, "log": state.log,
             "stop_episode": state.episode,
             "train_seconds": seconds_before + time.perf_counter() - start}
