@@ -72,6 +72,7 @@ class RayView:
         self.bars, self.jobs = bars, jobs
         self.cells = sum(len(job.cells) for job in jobs)
         self.written, self.running, self.starts, self.over = 0, {}, {}, set()
+        self.tenths: dict[tuple[int, str], int] = {}
         self.total = bars.add_task(f"grid: {self.cells} cells in {len(jobs)} Ray tasks",
                                    total=self.cells, status="") if bars is not None else None
 
@@ -90,9 +91,11 @@ class RayView:
         if self.starts.get(key) != entry.get("starts"):
             self.starts[key] = entry.get("starts")
             if self.bars is None:
-                click.echo(f"ray task {entry.get('where', '?')}: {label}{retry} started")
+                click.echo(f"ray task {entry.get('where', '?')}: {label}{retry} started",
+                           err=True)
         if self.bars is None:
             self.running[key] = None
+            self._line(key, label + retry, entry)
             return
         stage = {"train": "train", "test": "test "}.get(entry.get("stage"), "start")
         if key not in self.running:
@@ -101,11 +104,23 @@ class RayView:
                          completed=entry.get("done", 0), total=entry.get("total"),
                          status=entry.get("status", ""))
 
+    def _line(self, key: int, label: str, entry: dict) -> None:
+        """Without a terminal: a line at every tenth of a task's training and evaluation."""
+        stage, done, total = entry.get("stage"), entry.get("done", 0), entry.get("total")
+        if stage not in ("train", "test") or not total:
+            return
+        tenth = int(10 * done / total)
+        if tenth > self.tenths.get((key, stage), 0):
+            self.tenths[(key, stage)] = tenth
+            status = f" {entry['status']}" if entry.get("status") else ""
+            click.echo(f"{'train' if stage == 'train' else 'test '} {label}: {done}/{total}"
+                       f"{status}", err=True)
+
     def recorded(self, result) -> None:
         self.written += 1
         if self.bars is None and result.row is not None:
             click.echo(f"done  {result.cell.describe()}: {result.row['acc']:.2f}% "
-                       f"({self.written}/{self.cells} cells)")
+                       f"({self.written}/{self.cells} cells)", err=True)
 
     def finished(self, key: int) -> None:
         self.over.add(key)

@@ -67,3 +67,19 @@ def test_a_stopped_training_keeps_its_log_so_far(tmp_path, monkeypatch, glyph_ca
         grid.trained_model(cell, adapter, options, Progress(), lambda: next(stops), False)
     (item,) = read_running([tmp_path])
     assert int(item["log"]["episode"].max()) == 4
+
+
+def test_ray_view_without_a_terminal_prints_a_line_every_tenth(capsys):
+    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.jobs import Job
+    from bench.ray_progress import RayView
+
+    job = Job((Cell(MethodSpec("trm"), "glyphs", (), 5, 1, 15, 10, 0, TrainConfig()),))
+    view = RayView(None, [job])
+    for done in range(0, 101, 5):
+        view.update({0: {"label": "trm", "starts": 1, "where": "node", "stage": "train",
+                         "done": done, "total": 100, "status": "loss 0.5"}})
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "ray task node: trm started"
+    assert [line for line in err if line.startswith("train trm:")] == [
+        f"train trm: {done}/100 loss 0.5" for done in range(10, 101, 10)]
