@@ -61,8 +61,8 @@ def assert_same_numbers(reference: Path, out: Path) -> None:
 
 def test_ray_grid_gives_the_local_numbers_and_a_rerun_skips_it(tmp_path, glyph_cache, local):
     out = tmp_path / "ray"
-    stdout, _ = finish(start(out, glyph_cache, *RAY))
-    assert "4 cells run" in stdout and "(4/4 cells)" in stdout
+    stdout, stderr = finish(start(out, glyph_cache, *RAY))
+    assert "4 cells run" in stdout and "(4/4 cells)" in stderr  # progress: stderr
     assert_same_numbers(local, out)
     assert not list((out / "checkpoints").glob("*.pt"))
     assert len(list((out / "models").glob("*.pt"))) == 4
@@ -108,8 +108,8 @@ def test_killed_worker_is_retried_and_resumes_to_the_same_numbers(tmp_path, glyp
             killed = worker
         time.sleep(0.05)
     assert killed, "no training Ray task was seen with a checkpoint"
-    stdout, _ = finish(process)
-    assert "(retry 1) started" in stdout
+    _, stderr = finish(process)
+    assert "(retry 1) started" in stderr
     assert_same_numbers(local, out)
 
 
