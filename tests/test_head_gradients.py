@@ -19,7 +19,7 @@ from bench.config import parse_method
 from bench.methods.base import TrainingEpisode
 from bench.registry import METHODS
 
-HEADS = ["trm", "protonet", "cosine", "ctx", "can", "dn4", "frn(aux=1.0)",
+HEADS = ["trm", "protonet", "cosine", "ctx", "can", "dn4", "frn(aux=1.0)", "feat(pool=max)",
          "feat(balance=0.1)", "matchingnet(fce=true)", "relationnet", "relationnet(loss=ce)"]
 SUPPORT_LABELS = torch.tensor([2, 0, 1, 1, 2, 0])  # 3-way 2-shot, shuffled
 QUERY_LABELS = torch.tensor([1, 2, 0, 1, 1, 2])  # unequal: 1, 3, 2 queries
@@ -130,3 +130,18 @@ def test_feat_regulariser_against_a_reference():
         logits = -torch.cdist(instances, centres).pow(2) / model.config.temperature2
         expected = F.cross_entropy(logits, every)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_feat_max_pool_is_the_official_encoders_max_over_positions():
+    """pool=max: the embedding is the max over the map's positions, as the official ConvNet's
+    final MaxPool2d(5) gives on a 5×5 map; the default (avg) is the mean."""
+    model, _ = model_and_shape("feat(pool=max)")
+    maps = features((64, 5, 5), 4, 3)
+    torch.testing.assert_close(model.embedding(maps), torch.nn.MaxPool2d(5)(maps).flatten(1))
+    plain, _ = model_and_shape("feat")
+    torch.testing.assert_close(plain.embedding(maps), maps.mean((2, 3)))
+    from bench.config import Cell, MethodSpec
+
+    # left out of the ids at its default: every stored feat cell keeps its id
+    assert "pool" not in Cell(MethodSpec("feat"), "glyphs", (), 5, 1, 15, 10,
+                              0).training()["method_params"]
