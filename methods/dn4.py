@@ -10,6 +10,10 @@ class c is the pool of all descriptors of its K support images. The image-to-cla
 paper's code. Default backbone Conv-64F (the paper's): 64×7×7 maps at 28×28 (49 descriptors an
 image), 64×21×21 at 84×84 (441). With ``backbone=conv4`` a 28×28 image leaves a single descriptor
 (a 1-shot class then has fewer than k = 3 and the head refuses it); at 84×84, 5×5.
+
+Deviation from the official code: its Conv-64F uses LeakyReLU(0.2) and convolutions without bias;
+the backbone here is the harness's Conv-64F (ReLU, biased convolutions), shared with trm, cosine,
+ctx and can so that their comparisons differ in the head alone.
 """
 
 from __future__ import annotations

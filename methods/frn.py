@@ -33,6 +33,10 @@ results/reference/mini-imagenet-cpu/README.md and benchmarks/frn_rho_shot.py.
 Default backbone Conv-4, the paper's: 64×5×5 maps at 84×84 (r = 25), 64×1×1 at 28×28 (r = 1: a
 query is then reconstructed from the K support vectors only, rank ≤ K). ``backbone=conv64f``
 gives 64×7×7 at 28×28 and 64×21×21 at 84×84.
+
+Deviation from the official code: with ``backbone=resnet12`` the official code divides the feature
+maps by √640 before the reconstruction (a reparametrisation that changes where α and γ start);
+not done here, so a resnet12 frn cell starts from a different point of the same model family.
 """
 
 from __future__ import annotations

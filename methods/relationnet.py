@@ -13,6 +13,10 @@ Shapes: at 28×28 the maps are 64×7×7 and the relation blocks take them to 3×
 FC input is 64, the paper's Omniglot size. At 84×84 (64×21×21 → 10×10 → 5×5) the map is averaged
 to 64 values before the FC; the paper's unpadded convolutions give 3×3 there and flatten it into
 576 inputs. The average keeps one module for every image size.
+
+Deviation from the official code: the official test keeps the relation module's BatchNorm in
+training mode (each test episode normalised by its own batch statistics); here evaluation is in
+eval mode, with the running statistics, as for every method of the harness.
 """
 
 from __future__ import annotations
