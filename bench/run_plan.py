@@ -376,20 +376,28 @@ def summary_tables(frame) -> list:
         dataset = tested if trained == tested else f"{trained} → {tested}"
         shots = sorted(group["shot"].unique())
         seeds = sorted(group["seed"].unique())
-        caption = (f"one line per seed ({', '.join(map(str, seeds))})" if len(seeds) > 1
-                   else None)
+        several = len(seeds) > 1
+        caption = ("one line per training run (seed); each ± covers that run's test episodes: "
+                   "`bench report` gives the mean and CI over runs" if several else
+                   "one training run: the ± covers its test episodes")
         table = Table(title=f"{dataset}, {way}-way: accuracy % ± 95% CI "
                             f"({int(group['test_episodes'].iloc[0])} test episodes)",
                       caption=caption)
         table.add_column("method", overflow="fold")
+        if several:
+            table.add_column("seed", justify="right", no_wrap=True)
         for shot in shots:
             table.add_column(f"{shot}-shot", justify="right", no_wrap=True)
         table.add_column("train time", justify="right", no_wrap=True)
         for method, rows in group.groupby("method", sort=False):
             texts = []
             for shot in shots:
-                hit = rows[rows["shot"] == shot].sort_values("seed")
-                texts.append("\n".join(f"{r.acc:.2f} ± {r.ci95:.2f}" for r in hit.itertuples()))
-            table.add_row(escape(str(method)), *texts, f"{training_seconds(rows):.0f} s")
+                hit = rows[rows["shot"] == shot]
+                texts.append("\n".join(" / ".join(f"{r.acc:.2f} ± {r.ci95:.2f}" for r in
+                                                   hit[hit["seed"] == seed].itertuples()) or "-"
+                                        for seed in seeds))
+            labels = ["\n".join(map(str, seeds))] if several else []
+            table.add_row(escape(str(method)), *labels, *texts,
+                          f"{training_seconds(rows):.0f} s", end_section=several)
         tables.append(table)
     return tables
