@@ -3,8 +3,9 @@
 # budget rule of the mini-fair / cub-fair presets, three training runs on one test-episode set.
 # Ordered so that the table grows in useful steps: the per-shot models of trm, protonet and
 # cosine at seed 0 first (5-shot, the cells the old protocol got wrong, then 1-shot), then seeds
-# 1 and 2, then CUB. Every `bench run` resumes where it stopped (checkpoints every 100 episodes),
-# so rerunning this script continues the queue; commit results/reference/*-fair as cells land.
+# 1 and 2, then CUB. Every `bench run` resumes where it stopped (checkpoints every 100 episodes,
+# kept on this machine, not committed), so rerunning this script continues the queue; commit
+# results/reference/*-fair as cells land.
 #
 # bf16: these sets train in bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16),
 # as mini-cpu's protonet/cosine/trm cells did (their pre-trained backbones are reused). On an
