@@ -105,6 +105,19 @@ _SPEC = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\((.*)\))?\s*$")
 
 def parse_methods(text: str) -> list[MethodSpec]:
     """``"trm,protonet,trm(attn_dim=128,normalize=row)"`` → method specs (validated)."""
+    items = split_methods(text)
+    if not items:
+        raise BenchError(f"--methods is empty; valid methods: {', '.join(METHODS.names())}")
+    specs = [parse_method(item) for item in items]
+    for spec in specs:
+        spec.config()  # unknown method or parameter → one-line error before anything runs
+    return specs
+
+
+def split_methods(text: str) -> list[str]:
+    """The comma-separated items of a --methods text, commas inside parentheses kept:
+    ``"trm,trm(attn_dim=128,normalize=row)"`` → ``["trm", "trm(attn_dim=128,normalize=row)"]``;
+    an unbalanced parenthesis is a one-line error."""
     items, depth, current = [], 0, ""
     for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)
@@ -120,13 +133,7 @@ def parse_methods(text: str) -> list[MethodSpec]:
     if depth:
         raise BenchError(f"--methods {text!r} leaves a parenthesis open; write "
                          "NAME(key=value,...)")
-    items = [item.strip() for item in items if item.strip()]
-    if not items:
-        raise BenchError(f"--methods is empty; valid methods: {', '.join(METHODS.names())}")
-    specs = [parse_method(item) for item in items]
-    for spec in specs:
-        spec.config()  # unknown method or parameter → one-line error before anything runs
-    return specs
+    return [item.strip() for item in items if item.strip()]
 
 
 def parse_method(text: str) -> MethodSpec:

@@ -170,8 +170,8 @@ def build_html(frame, title: str, reference: str | None = None, against=(),
     from bench.report import CELL_KEYS, GROUP_KEYS, compare, pooling_rows, summarize, \
         with_episodes
 
-    summary = summarize(frame, ci_method)
-    rows = with_episodes(frame)
+    rows = with_episodes(frame)  # the per-episode files read once for the whole page
+    summary = summarize(rows, ci_method)
     colors = plots.method_colors(summary["method"])
     parts = [f"<h1>{esc(title)}</h1>",
              f"<p>{len(rows)} results rows (training runs × cells) from "
@@ -186,7 +186,7 @@ def build_html(frame, title: str, reference: str | None = None, against=(),
     parts += [grid_html(grid) for grid in tables.variance_grids(summary)]
     parts.append('<h2 id="comparison">Paired comparison</h2>')
     if reference:
-        comparison = compare(frame, reference, list(against), ci_method, strict=False)
+        comparison = compare(rows, reference, list(against), ci_method, strict=False)
         parts += [grid_html(grid) for grid in tables.comparison_grids(comparison)]
     else:
         parts.append("<p>None asked for: pass <code>--compare METHOD</code>.</p>")

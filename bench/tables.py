@@ -313,10 +313,11 @@ def report_grids(frame, reference=None, against=(), ci_method: str = "normal",
     """The accuracy tables of results rows ``frame``, the variance tables of its multi-seed cells,
     plus the paired comparison if ``reference``."""
     from bench.errors import BenchError
-    from bench.report import compare, summarize
+    from bench.report import compare, summarize, with_episodes
 
     if power is not None and not reference:
         raise BenchError("--power needs --compare METHOD (it sizes the paired comparisons)")
+    frame = with_episodes(frame)  # the per-episode files read once, for tables and comparison
     summary = summarize(frame, ci_method)
     grids = summary_grids(summary) + variance_grids(summary)
     if reference:

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import results  # noqa: E402
+from bench.config import split_methods  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--methods", default="", help="comma-separated method labels (exact)")
     args = parser.parse_args()
     where = dict(item.split("=", 1) for item in args.where)
-    methods = set(filter(None, _split_methods(args.methods)))
+    methods = set(split_methods(args.methods))
     text = results.read_text(results.results_path(args.src))
     rows = [row for row in csv.DictReader(io.StringIO(text))
             if all(row[key] == value for key, value in where.items())
@@ -51,18 +52,6 @@ def main() -> None:
         results.append_row(args.dst, {column: row.get(column, "") for column in results.COLUMNS})
         copied += 1
     print(f"copied {copied} of {len(rows)} matching cells from {args.src} to {args.dst}")
-
-
-def _split_methods(text: str) -> list[str]:
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-    return items + [current.strip()]
 
 
 if __name__ == "__main__":

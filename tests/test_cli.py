@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from helpers import without_progress
+from helpers import run_main, without_progress
 
 BENCH = str(Path(sys.executable).parent / "bench")
 EXAMPLE = Path(__file__).parent / "data" / "example_results"
@@ -31,13 +30,6 @@ def bench(*args, cache, check=True):
         raise AssertionError(f"bench {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
-
-
-def run_main(argv, capsys, monkeypatch, cache):
-    monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(cache))
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, capsys.readouterr()
 
 
 def test_smoke_run_writes_results_and_is_deterministic(tmp_path, glyph_cache):

@@ -3,15 +3,7 @@ work."""
 
 import pytest
 
-from bench.cli import main
-from helpers import without_progress
-
-
-def run(argv, capsys, monkeypatch, cache):
-    monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(cache))
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, capsys.readouterr()
+from helpers import run_main as run, without_progress
 
 
 @pytest.mark.parametrize("where", ["file", "/proc/figs"])

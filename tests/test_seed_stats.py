@@ -15,19 +15,12 @@ from scipy import stats as scipy_stats
 from bench import check, report, results, stats, tables
 from bench.cli import main
 from bench.errors import BenchError
+from helpers import run_main
 
 EPISODES = 1000
 HASH = "0123456789abcdef"
 TINY = ["--train-episodes", "2", "--val-every", "0", "--test-episodes", "30", "--train-query",
         "5", "--query", "5", "-D", "instances=8", "--threads", "1"]
-
-
-def run_main(argv, capsys, monkeypatch, cache):
-    """`bench ARGV` in this process: (exit code, captured output)."""
-    monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(cache))
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, capsys.readouterr()
 
 
 def write_cell(out, method, seed, accuracies, shot=1, episodes_hash=HASH, backbone="conv4"):
