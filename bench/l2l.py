@@ -14,7 +14,6 @@ import warnings
 from functools import lru_cache
 
 
-
 @lru_cache(maxsize=1)
 def learn2learn():
     captured = io.StringIO()

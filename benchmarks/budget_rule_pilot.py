@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from bench.results import load, log_path  # noqa: E402
-from bench.runner import plateaued  # noqa: E402
+from bench.train.runner import plateaued  # noqa: E402
 
 
 def main() -> None:

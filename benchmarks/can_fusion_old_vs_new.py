@@ -1,6 +1,6 @@
 """CAN's 84×84 training step: the meta-fusion over the formed correlation map (before commit
 "can: meta-fusion from the unit-norm features") against today's rank-C form, interleaved, on the
-harness's own step (bench.perf_train84.case_row). Prints the largest difference of outputs and
+harness's own step (bench.perf.train_step.case_row). Prints the largest difference of outputs and
 input gradients, then ms per step.
 
     .venv/bin/python benchmarks/can_fusion_old_vs_new.py
@@ -10,9 +10,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
 from bench.methods import can as C
-from bench.perf_train84 import Train84Plan, case_row, matmul_rates
+
+from bench.perf.train_step import Train84Plan, case_row, matmul_rates
 
 
 def old_fusion(fusion, correlation):

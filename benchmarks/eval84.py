@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import perf
-from bench.config import parse_methods
-from bench.env import keep_freed_memory
-from bench.perf_eval import EvalPlan, eval_rows
+from bench.core.config import parse_methods
+from bench.core.env import keep_freed_memory
+from bench.perf import suite as perf
+from bench.perf.evaluation import EvalPlan, eval_rows
 
 
 def main() -> None:

@@ -15,11 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
-MINI=results/reference/mini-fair
-CUB=results/reference/cub-fair
+MINI=${MINI:-results/reference/mini-fair}  # override both to run the queue from another checkout
+CUB=${CUB:-results/reference/cub-fair}    # (e.g. a worktree, while this one is being edited)
 for pair in "mini-imagenet-cpu:$MINI" "cub-cpu:$CUB"; do  # seed 0's pre-trained backbones
     mkdir -p "${pair#*:}/pretrained"
-    cp -n "results/reference/${pair%%:*}"/pretrained/*.pt "${pair#*:}/pretrained/" 2>/dev/null || true
+    cp -n "${REF:-results/reference}/${pair%%:*}"/pretrained/*.pt "${pair#*:}/pretrained/" 2>/dev/null || true
 done
 mini() { nice -n 10 "$BENCH" run --preset mini-fair --data-root ../shared/data/miniimagenet \
     --out "$MINI" --precision bf16 "$@"; }

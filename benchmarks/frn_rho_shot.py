@@ -18,10 +18,14 @@ from unittest import mock
 import torch
 from click.testing import CliRunner
 
-from bench import checkpoint, grid, run_plan
 from bench.cli import cli
-from bench.episodes import fixed_episodes
-from bench.runner import Progress, evaluate
+from bench.core import models
+from bench.core.cells import adapter_for
+from bench.core.episodes import fixed_episodes
+from bench.core.model import Progress
+from bench.evaluate.episodic import evaluate
+from bench.plan import run_plan
+from bench.train import cell as train_cell
 
 
 def planned(data_root: str, out: str):
@@ -50,13 +54,14 @@ def main() -> None:
     adapters = {}
     device = torch.device("cpu")
     for cell in sorted(cells, key=lambda c: c.shot):
-        adapter = grid.adapter_for(cell, options, adapters)
+        adapter = adapter_for(cell, options, adapters)
         test_set = adapter.load("test")
         episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
                                   cell.seed)
-        if not checkpoint.model_path(options.storage_dir, cell).exists():
+        if not models.model_path(options.storage_dir, cell).exists():
             raise SystemExit(f"no stored frn model for {cell.describe()}: run the mini-cpu preset")
-        model, _ = grid.trained_model(cell, adapter, options, Progress(), lambda: False, False)
+        model, _ = train_cell.trained_model(cell, adapter, options, Progress(), lambda: False,
+                                            False)
         learned = model.beta.detach().clone()
         print(f"{cell.describe()}: alpha {model.alpha.item():+.4f}  beta {learned.item():+.4f} "
               f"(rho {learned.exp().item():.3f})  gamma {model.gamma.item():+.4f}  "

@@ -1,6 +1,6 @@
 """Pilot for the 84×84 CPU reference sets: what learns fastest per CPU-second (issues 14, 19).
 
-One arm per call: train one model with the harness's own pieces (`bench.runner.train_loop`,
+One arm per call: train one model with the harness's own pieces (`bench.train.runner.train_loop`,
 `train_step`, learn2learn episodes, the dataset's augmentation) until the process has used
 ``--cpu-seconds`` of CPU time (checked every 10 episodes), then evaluate it on the same fixed
 5-way 1-shot 15-query episodes of the *validation* split for every arm (seed 0), so arms compare
@@ -8,7 +8,7 @@ pairwise, episode by episode, and the test split stays unseen. Appends one row t
 ``OUT/pilot.csv`` and the per-episode accuracies to ``OUT/pilot/<arm>.npy``.
 
 ``--pretrain-epochs N`` first trains the backbone as a plain classifier over all base classes
-(`bench.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch ``--pretrain-batch``, Adam
+(`bench.train.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch ``--pretrain-batch``, Adam
 ``--lr``, the same augmentation), inside the same CPU budget; the episodic training then uses
 what is left of it (none when the epochs take it all: the arm is then pre-training alone, and
 its row's CPU seconds say by how much it overran; the epochs are never cut short). It cannot be
@@ -37,12 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import Cell, TrainConfig, parse_method
-from bench.episodes import EpisodeSampler, episode_feed, fixed_episodes
-from bench.precision import resolve_precision
+from bench.core.config import Cell, TrainConfig, parse_method
+from bench.core.episodes import EpisodeSampler, episode_feed, fixed_episodes
+from bench.core.model import build_model
+from bench.core.precision import resolve_precision
+from bench.evaluate.episodic import evaluate
 from bench.registry import DATASETS
-from bench.runner import TrainState, build_model, evaluate, make_optimizer, train_loop
 from bench.stats import mean_ci
+from bench.train.runner import TrainState, make_optimizer, train_loop
 
 CPU = torch.device("cpu")
 FIELDS = ["arm", "method", "train_way", "train_query", "lr", "augment", "normalize",
@@ -139,7 +141,7 @@ def pretrain(model, cell: Cell, train_set, args: argparse.Namespace, augment,
     """Chen et al.'s supervised pre-training of ``model.backbone`` (a throw-away checkpoint)."""
     import tempfile
 
-    from bench.pretrain import identity, train_backbone
+    from bench.train.pretrain import identity, train_backbone
 
     train = replace(cell.train, pretrain_epochs=args.pretrain_epochs,
                     pretrain_batch=args.pretrain_batch, pretrain_lr=args.lr)

@@ -7,7 +7,7 @@ Usage: python benchmarks/step_times.py --data-root ../shared/data/omniglot [--th
        --query 15 --precisions fp32 --threads 1
 Prints one line per case: the mean of 10 steps after 3 warm-up steps (ms), wall and process CPU
 time (CPU time is the steadier figure while other jobs share the cores). Like `bench`, it
-keeps freed memory in the process (bench.env.keep_freed_memory); FEWSHOT_BENCH_SYSTEM_MALLOC=1
+keeps freed memory in the process (bench.core.env.keep_freed_memory); FEWSHOT_BENCH_SYSTEM_MALLOC=1
 measures glibc's default instead.
 """
 
@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from bench.config import Cell, MethodSpec, TrainConfig
-from bench.env import keep_freed_memory
-from bench.episodes import EpisodeSampler
-from bench.grid import RunOptions, load_adapter
-from bench.runner import build_model, make_optimizer, train_step
+from bench.core.cells import RunOptions, load_adapter
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.core.env import keep_freed_memory
+from bench.core.episodes import EpisodeSampler
+from bench.core.model import build_model
+from bench.train.runner import make_optimizer, train_step
 
 CPU = torch.device("cpu")
 

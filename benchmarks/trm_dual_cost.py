@@ -17,13 +17,13 @@ import argparse
 import statistics
 import time
 
+import bench.methods.trm as trm_module
 import torch
 import torch.nn.functional as F
-
-import bench.methods.trm as trm_module
-from bench.env import keep_freed_memory
 from bench.methods import _attention
 from bench.methods.trm import TaskRelatedMetric
+
+from bench.core.env import keep_freed_memory
 
 
 def cpu_ms(function, repeats: int) -> float:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from bench.methods.trm import TaskRelatedMetric
+from torch.profiler import ProfilerActivity, profile
 
 
 def milliseconds(function, repeats: int = 20) -> float:

@@ -25,7 +25,6 @@ import time
 from functools import partial
 
 import torch
-
 from bench.methods.trm import TaskRelatedMetric, class_positions
 
 

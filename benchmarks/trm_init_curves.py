@@ -17,16 +17,17 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from bench.config import Cell, TrainConfig, parse_methods
-from bench.env import keep_freed_memory
-from bench.episodes import EpisodeSampler, fixed_episodes
-from bench.grid import RunOptions, load_adapter
-from bench.runner import TrainState, build_model, evaluate, make_optimizer, train
+from bench.core.cells import RunOptions, load_adapter
+from bench.core.config import Cell, TrainConfig, parse_methods
+from bench.core.env import keep_freed_memory
+from bench.core.episodes import EpisodeSampler, fixed_episodes
+from bench.core.model import build_model
+from bench.evaluate.episodic import evaluate
 from bench.stats import mean_ci, paired_test
+from bench.train.runner import TrainState, make_optimizer, train
 
 CPU = torch.device("cpu")
 

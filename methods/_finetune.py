@@ -11,7 +11,7 @@ for ≤ 200 classes, else 10, on x̂ = x / (‖x‖ + 1e-5).
 
 The gradients are written out by hand in numpy (float64) instead of autograd: an episode is a
 few hundred steps on a handful of rows, where torch's per-call overhead would dominate, and the
-episode's generator (seeded by ``bench.runner.episode_seed``) makes the fit deterministic.
+episode's generator (seeded by ``bench.train.runner.episode_seed``) makes the fit deterministic.
 """
 
 from __future__ import annotations

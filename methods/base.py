@@ -3,7 +3,7 @@
 A method is an embedding (``embed``: images → feature maps) and a head (``head``: support features,
 support labels and query features of one episode → logits). ``forward`` composes them. Keeping the
 two apart lets evaluation embed every test image once and run only the head per episode
-(``bench.runner.evaluate``): with BatchNorm in eval mode the result is the same.
+(``bench.train.runner.evaluate``): with BatchNorm in eval mode the result is the same.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from bench.methods.backbones import BACKBONE_HELP, BACKBONES, backbone_channels, make_backbone
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods.backbones import BACKBONE_HELP, BACKBONES, backbone_channels, make_backbone
 
 
 def param(default, help: str, choices: tuple | None = None, positive: bool = False):
@@ -100,16 +100,16 @@ class FewShotClassifier(nn.Module):
     # mandatory for it.
     episodic: ClassVar[bool] = True
     requires_pretraining: ClassVar[bool] = False
-    # The classifier over the base classes that supervised pre-training (bench.pretrain) trains
+    # The classifier over the base classes that supervised pre-training (bench.train.pretrain) trains
     # beside the backbone: "linear" (Baseline) or "cosine" (Baseline++'s scaled cosine).
     pretrain_classifier: ClassVar[str] = "linear"
     # What the constructor needs to know of the data besides the channels, passed by
-    # ``bench.runner.build_model`` as keyword arguments: "n_base_classes" (the training split's
+    # ``bench.train.runner.build_model`` as keyword arguments: "n_base_classes" (the training split's
     # class count, for a classifier over all base classes: CAN) and "image_size" (the side of the
     # images, for layers sized by the feature map's positions: CAN's meta-fusion layer).
     build_needs: ClassVar[tuple[str, ...]] = ()
     # True: the head fits parameters on each episode's support set at test time, from a generator
-    # seeded with ``episode_seed`` (set by ``bench.runner.evaluate`` per episode).
+    # seeded with ``episode_seed`` (set by ``bench.train.runner.evaluate`` per episode).
     fits_at_test_time: ClassVar[bool] = False
     registry_name: ClassVar[str]
 

@@ -1,6 +1,6 @@
 """Baseline (Chen, Liu, Kira, Wang & Huang, "A Closer Look at Few-shot Classification", ICLR 2019).
 
-A backbone pre-trained as a plain classifier over all base classes (``bench.pretrain``:
+A backbone pre-trained as a plain classifier over all base classes (``bench.train.pretrain``:
 ``--pretrain-epochs N`` is required), and, for every test episode, a new linear classifier fitted
 on the support features by SGD (``bench.methods._finetune``: the paper's 100 epochs, batch 4,
 lr 0.01, momentum 0.9, weight decay 1e-3), seeded by the episode. Nothing is learned from
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-
 from bench.methods._finetune import FitSettings, fit_and_score
-from bench.methods.base import FewShotClassifier, MethodConfig, global_pool, param
 from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import FewShotClassifier, MethodConfig, global_pool, param
+
 from bench.registry import METHODS
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from bench.methods.baseline import FineTunedClassifier
+
 from bench.registry import METHODS
 
 

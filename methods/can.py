@@ -29,12 +29,11 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import FewShotClassifier, MethodConfig, full_precision, param, prototypes
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, full_precision, param, \
-    prototypes
 from bench.registry import METHODS
 
 ATTENTION_TEMPERATURE = 0.025
@@ -91,7 +90,7 @@ class CrossAttentionNetwork(FewShotClassifier):
         super().__init__(config, in_channels)
         if image_size is None:
             raise BenchError("can needs the image size to size its meta-fusion layer; build it "
-                             "with bench.runner.build_model(..., image_size=...)")
+                             "with bench.train.runner.build_model(..., image_size=...)")
         self.fusion = MetaFusion(self.map_positions(in_channels, image_size))
         self.classifier = None
         if config.global_loss > 0:

@@ -9,9 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import (
+    FewShotClassifier,
+    MethodConfig,
+    Temperature,
+    cosine_logits,
+    param,
+    prototypes,
+)
+
 from bench.registry import METHODS
-from bench.methods.base import FewShotClassifier, MethodConfig, Temperature, cosine_logits, param, \
-    prototypes
 
 
 @METHODS.register("cosine")

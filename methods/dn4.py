@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from bench.errors import BenchError
-from bench.registry import METHODS
 from bench.methods._local import class_descriptors, descriptors, over_query_blocks
 from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
+
+from bench.errors import BenchError
+from bench.registry import METHODS
 
 
 @METHODS.register("dn4")

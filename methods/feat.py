@@ -27,11 +27,18 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import (
+    FewShotClassifier,
+    MethodConfig,
+    full_precision,
+    global_pool,
+    param,
+    prototypes,
+    squared_euclidean_logits,
+)
 from torch import nn
 
-from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, full_precision, global_pool, \
-    param, prototypes, squared_euclidean_logits
 from bench.registry import METHODS
 
 

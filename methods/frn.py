@@ -45,14 +45,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from bench.methods._local import class_descriptors, descriptors, over_query_blocks
+from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import (
+    FewShotClassifier,
+    MethodConfig,
+    TrainingEpisode,
+    full_precision,
+    param,
+)
 from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import METHODS
-from bench.methods._local import class_descriptors, descriptors, over_query_blocks
-from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, TrainingEpisode, \
-    full_precision, param
 
 RIDGE_EPSILON = 1e-6  # added to λ, as in the official code
 

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import FewShotClassifier, MethodConfig, param
 from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import METHODS
-from bench.methods.backbones import BACKBONE_HELP
-from bench.methods.base import FewShotClassifier, MethodConfig, param
 
 
 @METHODS.register("matchingnet")

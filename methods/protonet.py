@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.errors import BenchError
 from bench.methods.backbones import BACKBONE_HELP
+from bench.methods.base import (
+    FewShotClassifier,
+    MethodConfig,
+    param,
+    prototypes,
+    squared_euclidean_logits,
+)
+
+from bench.errors import BenchError
 from bench.registry import METHODS
-from bench.methods.base import FewShotClassifier, MethodConfig, param, prototypes, \
-    squared_euclidean_logits
 
 
 @METHODS.register("protonet")

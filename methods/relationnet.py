@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from bench.methods.backbones import BACKBONE_HELP
 from bench.methods.base import FewShotClassifier, MethodConfig, param
+from torch import nn
+
 from bench.registry import METHODS
 
 

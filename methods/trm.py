@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from bench.methods._attention import ATTENTION, WEIGHT_COPIES
+from bench.methods.base import FewShotClassifier, MethodConfig, Temperature, param
 from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import METHODS
-from bench.methods._attention import ATTENTION, WEIGHT_COPIES
-from bench.methods.base import FewShotClassifier, MethodConfig, Temperature, param
 
 # The explicit (dual, sinkhorn) weights are computed in blocks of at most this many bytes per
 # thread (query images, and key sets when one query image's are larger), so that their passes

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import results  # noqa: E402
-from bench.config import split_methods  # noqa: E402
+from bench.core.config import split_methods  # noqa: E402
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
-from bench.config import Cell, MethodSpec
 from bench.methods.backbones import BACKBONES, backbone_channels, make_backbone
+
+from bench.core.config import Cell, MethodSpec
 from bench.registry import METHODS
 
 
@@ -37,7 +37,7 @@ def test_every_method_takes_resnet12(method):
     config_cls = METHODS.get(method).Config
     assert "resnet12" in config_cls.__dataclass_fields__["backbone"].metadata["help"]
     cell = Cell(MethodSpec(method, (("backbone", "resnet12"),)), "glyphs", (), 2, 1, 1, 1, 0)
-    from bench.runner import build_model
+    from bench.core.model import build_model
 
     model = build_model(cell, 1, n_base_classes=4, image_size=84).eval()
     features = torch.randn(4, 640, 5, 5)
@@ -51,7 +51,7 @@ def test_backbones_listed():
 
 def test_a_method_whose_help_lists_fewer_backbones_refuses_the_others():
     """trm's backbone help lists conv4 | conv64f (its width is fixed at 64): a one-line error."""
-    from bench.config import parse_methods
+    from bench.core.config import parse_methods
     from bench.errors import BenchError
 
     with pytest.raises(BenchError, match="valid backbones: conv4, conv64f"):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bench.config import Cell, MethodSpec
 from bench.methods._finetune import FitSettings, fit_and_score
-from bench.runner import build_model, episode_seed
-from bench.episodes import Episode
+
+from bench.core.config import Cell, MethodSpec
+from bench.core.episodes import Episode
+from bench.core.model import build_model, episode_seed
 
 
 def torch_reference(support, labels, query, n_way, kind, seed, settings):

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.config import Cell, MethodSpec, TrainConfig
+from bench.core.config import Cell, MethodSpec, TrainConfig
 from bench.errors import BenchError
-from bench.runner import plateaued
+from bench.train.runner import plateaued
 
 
 def log(*validations, every=100):

@@ -5,11 +5,11 @@ its training losses (dense metric, global classification over base classes)."""
 import numpy as np
 import pytest
 import torch
-
-from bench.config import Cell, MethodSpec
-from bench.errors import BenchError
 from bench.methods.base import TrainingEpisode
-from bench.runner import build_model
+
+from bench.core.config import Cell, MethodSpec
+from bench.core.model import build_model
+from bench.errors import BenchError
 
 # conv64f at 8×8: 64×2×2 maps, 4 positions
 

@@ -1,4 +1,4 @@
-"""bench.check and `bench check`: the regression rule, missing and new cells, --update."""
+"""bench.report.check and `bench check`: the regression rule, missing and new cells, --update."""
 
 import math
 from pathlib import Path
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bench import check
-from bench.cli_report import check_command
+from bench.cli.report import check_command
 from bench.errors import BenchError
+from bench.report import check
 from bench.results import load
 
 EXAMPLE = Path(__file__).parent / "data" / "example_results"
@@ -129,7 +129,7 @@ def test_missing_baseline_says_how_to_create_it(tmp_path):
 def test_tolerance_widens_the_allowed_drop():
     import pandas as pd
 
-    from bench import check as check_module
+    from bench.report import check as check_module
 
     def frame(acc):
         return pd.DataFrame([{"method": "trm", "dataset": "glyphs", "split": "standard",

@@ -1,8 +1,8 @@
 """The `bench` command end to end: a smoke run, determinism, skipping, and one-line errors."""
 
 import io
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import run_main, without_progress
 
 BENCH = str(Path(sys.executable).parent / "bench")
@@ -132,10 +131,10 @@ def test_bad_files_are_one_line_exit_2(tmp_path, capsys, monkeypatch, glyph_cach
     """Corrupt data, foreign or newer results files, and a checkpoint of another configuration."""
     import torch
 
-    from bench.checkpoint import checkpoint_path
-    from bench.cli_run import run_command
+    from bench.cli.run import run_command
+    from bench.core.models import checkpoint_path
+    from bench.plan.cells import plan_cells
     from bench.results import COLUMNS
-    from bench.run_plan import plan_cells
 
     corrupt = tmp_path / "omniglot"
     for part in ("images_background", "images_evaluation"):
@@ -253,8 +252,8 @@ def test_bench_alone_prints_its_help(capsys, monkeypatch, glyph_cache):
 
 
 def test_run_help_documents_every_option_and_preset():
-    from bench.cli_run import run_command
-    from bench.presets import PRESETS
+    from bench.cli.run import run_command
+    from bench.plan.presets import PRESETS
 
     undocumented = [param.name for param in run_command.params if not param.help]
     assert undocumented == []
@@ -265,8 +264,8 @@ def test_run_help_documents_every_option_and_preset():
 def test_summary_table_fits_80_columns_one_line_per_seed():
     from rich.console import Console
 
+    from bench.cli.run_summary import summary_tables
     from bench.results import load
-    from bench.run_plan import summary_tables
 
     frame = load(EXAMPLE).assign(method=lambda f: f["method"] + " [train.shot=5]")
     console = Console(width=80, record=True, file=io.StringIO())
@@ -286,7 +285,7 @@ def test_summary_train_time_counts_a_shared_model_once():
     trainings (one per shot) count twice."""
     import pandas as pd
 
-    from bench.run_plan import training_seconds
+    from bench.cli.run_summary import training_seconds
 
     shared = pd.DataFrame({"seed": [0, 0], "train_way": [5, 5], "train_shot": [1, 1],
                            "train_query": [15, 15], "train_episodes": [1500, 1500],

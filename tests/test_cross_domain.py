@@ -9,18 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
-from bench import checkpoint, results
-from bench.cli import main
-from bench.config import Cell, MethodSpec, TrainConfig
 from bench.datasets import mini_imagenet
 from bench.datasets.cub import CUB
-from bench.episodes import fixed_episodes
-from bench.precision import resolve_precision
-from bench.registry import build_config
-from bench.runner import build_model, evaluate
 from helpers import without_progress
+from PIL import Image
+
+from bench import results
+from bench.cli import main
+from bench.core import models
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.core.episodes import fixed_episodes
+from bench.core.model import build_model
+from bench.core.precision import resolve_precision
+from bench.evaluate.episodic import evaluate
+from bench.registry import build_config
 
 SIDE = 16
 TRAIN = ["--methods", "protonet", "--ways", "5", "--shots", "1", "--query", "2",
@@ -108,9 +110,9 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
     cell = Cell(MethodSpec("protonet"), "mini-imagenet", (("size", str(SIDE)),), 5, 1, 2, 6, 0,
                 TrainConfig(episodes=3, query=2, val_every=0, checkpoint_every=0,
                             precision=resolve_precision("auto", "cpu")))  # the run's default
-    assert model_file == checkpoint.model_path(trained_out, cell)
+    assert model_file == models.model_path(trained_out, cell)
     model = build_model(cell, 3)
-    checkpoint.load_model(model_file, cell, model)
+    models.load_model(model_file, cell, model)
     test_set = CUB(build_config(CUB.Config, {"size": str(SIDE)}, "cub"), roots["cub"],
                    roots["tmp"] / "cache").load("test")
     episodes = fixed_episodes(test_set, 5, 1, 2, 6, 0)

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from bench.config import parse_method
 from bench.methods.ctx import CrossTransformer
+
+from bench.core.config import parse_method
 
 
 def reference_ctx(support, labels, query, n_way, key_head, value_head, scale=True):

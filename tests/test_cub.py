@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from bench.datasets import _images as cub_images
 from bench.datasets import cub
 from bench.datasets.cub import CUB
+from helpers import without_progress
+from PIL import Image
+
 from bench.errors import BenchError
 from bench.registry import DATASETS, build_config
-from helpers import without_progress
 
 EIGHT_CLASSES = [f"{index:03d}.Bird_{index}" for index in range(1, 9)]
 WIDTH, HEIGHT = 48, 36
@@ -266,8 +266,9 @@ def test_augment_off_gives_no_augmentation_and_keeps_the_cache_key(cub_root, tmp
 def test_augmentation_only_on_training_episodes(tmp_path, monkeypatch):
     """A run of 3 training episodes (5-way 1-shot 2-query) with validation and testing calls the
     augmentation 3 times on 15 images; validation and test episodes never go through it."""
-    from bench.config import Cell, MethodSpec, TrainConfig
-    from bench.grid import RunOptions, run_grid
+    from bench.core.cells import RunOptions
+    from bench.core.config import Cell, MethodSpec, TrainConfig
+    from bench.execute.driver import run_grid
 
     write_cub(tmp_path / "CUB_200_2011", [f"{i:03d}.Bird_{i}" for i in range(1, 21)], 4)
     calls = []

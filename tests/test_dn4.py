@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-from bench.config import parse_method
-from bench.errors import BenchError
 from bench.methods.dn4 import DN4
+
+from bench.core.config import parse_method
+from bench.errors import BenchError
 
 
 def reference_dn4(support, labels, query, n_way, k):

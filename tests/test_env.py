@@ -11,7 +11,7 @@ import pytest
 # (glibc settles its heap layout in the first few).
 PROBE = """
 import resource, sys, torch
-from bench.env import keep_freed_memory
+from bench.core.env import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 def touch():
     torch.empty(16 << 20).fill_(1.0)
@@ -50,14 +50,14 @@ def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
     that bench run recorded in its RunOptions at the start (they travel to Ray workers too)."""
     import numpy as np
 
-    from bench import grid
-    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.core import cells
+    from bench.core.config import Cell, MethodSpec, TrainConfig
 
-    monkeypatch.setattr(grid, "git_state", lambda: ("bbbb", True))
+    monkeypatch.setattr(cells, "git_state", lambda: ("bbbb", True))
     trained = {"best_episode": 1, "train_seconds": 1.0}
     cell = Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 3, 10, 0, TrainConfig(episodes=1))
-    options = grid.RunOptions(out_dir=tmp_path, code_state=("aaaa", False))
-    row = grid.make_row(cell, np.ones(10), "hash", trained, 0.0, options)
+    options = cells.RunOptions(out_dir=tmp_path, code_state=("aaaa", False))
+    row = cells.make_row(cell, np.ones(10), "hash", trained, 0.0, options)
     assert (row["commit"], row["dirty"]) == ("aaaa", False)
-    row = grid.make_row(cell, np.ones(10), "hash", trained, 0.0, grid.RunOptions(out_dir=tmp_path))
+    row = cells.make_row(cell, np.ones(10), "hash", trained, 0.0, cells.RunOptions(out_dir=tmp_path))
     assert (row["commit"], row["dirty"]) == ("bbbb", True)

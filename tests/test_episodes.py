@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from bench.episodes import EpisodeSampler, fixed_episodes
+from bench.core.episodes import EpisodeSampler, fixed_episodes
 from bench.errors import BenchError
 
 

@@ -3,10 +3,10 @@ single-head Transformer layer (residual, layer norm), then −‖q − p'‖² /
 
 import numpy as np
 import torch
-
-from bench.config import Cell, MethodSpec
 from bench.methods.base import TrainingEpisode
-from bench.runner import build_model
+
+from bench.core.config import Cell, MethodSpec
+from bench.core.model import build_model
 
 
 def feat(**params):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-
-from bench.config import identity_params, parse_method
-from bench.errors import BenchError
 from bench.methods.base import TrainingEpisode
 from bench.methods.frn import FeatureMapReconstruction
+
+from bench.core.config import identity_params, parse_method
+from bench.errors import BenchError
 
 
 def reference_frn(support, labels, query, n_way, alpha, beta, gamma, ridge=True):

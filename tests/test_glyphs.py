@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from bench.data import SPLITS
 from bench.datasets import glyphs
 from bench.datasets.glyphs import Glyphs
+
+from bench.data import SPLITS
 from bench.errors import BenchError
 from bench.registry import DATASETS, build_config
 

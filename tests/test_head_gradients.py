@@ -14,9 +14,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bench.config import parse_method
 from bench.methods.base import TrainingEpisode
+
+from bench.core.config import parse_method
 from bench.registry import METHODS
 
 HEADS = ["trm", "protonet", "cosine", "ctx", "can", "dn4", "frn(aux=1.0)", "feat(pool=max)",
@@ -140,7 +140,7 @@ def test_feat_max_pool_is_the_official_encoders_max_over_positions():
     torch.testing.assert_close(model.embedding(maps), torch.nn.MaxPool2d(5)(maps).flatten(1))
     plain, _ = model_and_shape("feat")
     torch.testing.assert_close(plain.embedding(maps), maps.mean((2, 3)))
-    from bench.config import Cell, MethodSpec
+    from bench.core.config import Cell, MethodSpec
 
     # left out of the ids at its default: every stored feat cell keeps its id
     assert "pool" not in Cell(MethodSpec("feat"), "glyphs", (), 5, 1, 15, 10,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.cli_report import report_command
+from bench.cli.report import report_command
 from bench.results import load
 
 EXAMPLE = Path(__file__).parent / "data" / "example_results"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import PROGRESS
 
 from bench.interrupt import StopControl, Stopped
-from helpers import PROGRESS
 
 BENCH = str(Path(sys.executable).parent / "bench")
 TINY = ["--shots", "1", "--train-episodes", "3", "--val-every", "0", "--query", "5",

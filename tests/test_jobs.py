@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from bench.config import Cell, MethodSpec, TrainConfig
-from bench.jobs import plan_jobs
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.execute.jobs import plan_jobs
 
 
 def cell(method="protonet", way=5, shot=1, test_dataset=None):
@@ -42,9 +42,10 @@ def test_cross_domain_cells_are_a_job_that_never_trains():
 def test_bad_episode_shape_is_refused_before_any_job_reaches_an_executor(tmp_path, glyph_cache):
     """A Ray grid used to report a too-large --query from inside a task, after the shared
     pre-training had run; run_grid checks every cell's shape in the driver first."""
-    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.core.cells import RunOptions
+    from bench.core.config import Cell, MethodSpec, TrainConfig
     from bench.errors import BenchError
-    from bench.grid import RunOptions, run_grid
+    from bench.execute.driver import run_grid
 
     class Executor:
         ran = False
@@ -65,7 +66,8 @@ def test_the_local_loop_loads_the_training_split_once_for_pretraining_and_traini
         tmp_path, glyph_cache, monkeypatch):
     """The pre-training preparation and the training after it share the process's dataset
     cache (it used to build an adapter of its own and load the training split twice)."""
-    from bench.grid import RunOptions, run_grid
+    from bench.core.cells import RunOptions
+    from bench.execute.driver import run_grid
     from bench.registry import DATASETS
 
     loads = []

@@ -6,14 +6,16 @@ first 1,600 training images (200 classes), batch 32 (3,200 images)."""
 
 import pytest
 import torch
-
-from bench.config import Cell, MethodSpec, TrainConfig
-from bench.data import ImageSet
 from bench.datasets.glyphs import Glyphs
-from bench.episodes import EpisodeSampler, fixed_episodes
-from bench.pretrain import pretrain_into
+
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.core.episodes import EpisodeSampler, fixed_episodes
+from bench.core.model import build_model, data_shape
+from bench.data import ImageSet
+from bench.evaluate.episodic import evaluate
 from bench.registry import METHODS
-from bench.runner import TrainState, build_model, data_shape, evaluate, make_optimizer, train
+from bench.train.pretrain import pretrain_into
+from bench.train.runner import TrainState, make_optimizer, train
 
 CPU = torch.device("cpu")
 

@@ -3,10 +3,10 @@ one-line errors, and values outside their range are refused."""
 
 import pytest
 
-from bench.cli_run import run_command
+from bench.cli.run import run_command
 from bench.errors import BenchError
-from bench.presets import apply_preset
-from bench.run_plan import plan_cells
+from bench.plan.cells import plan_cells
+from bench.plan.presets import apply_preset
 
 
 def cells_of(tmp_path, *args):

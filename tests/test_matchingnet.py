@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-from bench.config import parse_method
-from bench.errors import BenchError
 from bench.methods.matchingnet import MatchingNetwork
+
+from bench.core.config import parse_method
+from bench.errors import BenchError
 
 
 def unit(x):

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from bench.datasets import mini_imagenet
+from bench.datasets.mini_imagenet import MiniImageNet
 from PIL import Image
 
 import bench.l2l
-from bench.datasets import mini_imagenet
-from bench.datasets.mini_imagenet import MiniImageNet
 from bench.errors import BenchError
 from bench.registry import DATASETS, build_config
 
@@ -258,22 +258,26 @@ def test_augmentation_reaches_training_only(tmp_path, monkeypatch):
     through ``evaluate``, which has no augmentation argument at all."""
     import inspect
 
-    from bench import grid, runner
+    from bench.core import cells
+    from bench.core import model as core_model
+    from bench.evaluate import episodic
+    from bench.train import cell as train_cell
 
-    assert "augment" not in inspect.signature(runner.evaluate).parameters
+    assert "augment" not in inspect.signature(episodic.evaluate).parameters
     calls = []
-    monkeypatch.setattr(grid, "train", lambda *args, **kwargs: calls.append(kwargs["augment"]))
+    monkeypatch.setattr(train_cell, "train", lambda *args, **kwargs: calls.append(kwargs["augment"]))
     write_image_folder(tmp_path / "data")
-    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.core.config import Cell, MethodSpec, TrainConfig
 
     cell = Cell(MethodSpec("protonet"), "mini-imagenet", (("size", str(SIDE * 2)),), 2, 1, 1, 2,
                 0, TrainConfig(episodes=1, query=1, val_every=0, checkpoint_every=0))
-    options = grid.RunOptions(out_dir=tmp_path / "out", data_root=tmp_path / "data",
+    options = cells.RunOptions(out_dir=tmp_path / "out", data_root=tmp_path / "data",
                               cache_dir=tmp_path / "cache")
-    adapter = grid.load_adapter(cell, options)
-    model = runner.build_model(cell, 3)
-    with pytest.raises(grid.Interrupted):  # the stub trains nothing, so the cell is unfinished
-        grid.train_cell(cell, model, adapter, options, runner.Progress(), lambda: False, False)
+    adapter = cells.load_adapter(cell, options)
+    model = core_model.build_model(cell, 3)
+    with pytest.raises(cells.Interrupted):  # the stub trains nothing, so the cell is unfinished
+        train_cell.train_cell(cell, model, adapter, options, core_model.Progress(),
+                              lambda: False, False)
     assert len(calls) == 1 and callable(calls[0])
 
 

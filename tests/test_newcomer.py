@@ -2,8 +2,8 @@
 work."""
 
 import pytest
-
-from helpers import run_main as run, without_progress
+from helpers import run_main as run
+from helpers import without_progress
 
 
 @pytest.mark.parametrize("where", ["file", "/proc/figs"])
@@ -73,7 +73,7 @@ def test_a_data_root_that_does_not_exist_is_called_so(tmp_path, capsys, monkeypa
 
 
 def test_perf_offers_the_download_its_message_suggests():
-    from bench.cli_perf import perf_command
+    from bench.cli.perf import perf_command
 
     assert "download" in {param.name for param in perf_command.params}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from bench.datasets import omniglot
 from bench.datasets.omniglot import Omniglot
+from PIL import Image
+
 from bench.errors import BenchError
 from bench.registry import DATASETS, build_config
 

@@ -9,14 +9,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench import cli_perf, perf
-from bench.config import Cell, MethodSpec
-from bench.episodes import fixed_episodes
-from bench.perf_eval import EvalPlan, episode_gflop, eval_rows
-from bench.perf_head import HeadCase, head_cases, head_rows, measure
-from bench.perf_train import TrainShape, load_plain_loop, train_rows
-from bench.perf_train84 import Train84Plan, train84_checks, train84_rows
-from bench.runner import build_model
+from bench.cli import perf as cli_perf
+from bench.core.config import Cell, MethodSpec
+from bench.core.episodes import fixed_episodes
+from bench.core.model import build_model
+from bench.perf import suite as perf
+from bench.perf.evaluation import EvalPlan, episode_gflop, eval_rows
+from bench.perf.train_loop import TrainShape, load_plain_loop, train_rows
+from bench.perf.train_step import Train84Plan, train84_checks, train84_rows
+from bench.perf.trm_head import HeadCase, head_cases, head_rows, measure
 
 CPU = torch.device("cpu")
 STAMP = ["host", "cpu", "cores", "threads", "torch", "device", "commit", "dirty", "command",
@@ -206,7 +207,7 @@ def test_perf_tables_fit_80_columns_without_cutting_numbers():
     import pandas as pd
     from rich.console import Console
 
-    from bench.cli_perf import print_tables
+    from bench.cli.perf import print_tables
 
     reference = Path(__file__).parents[1] / "results" / "perf"
     frames = {name: pd.read_csv(reference / f"{name}.csv")
@@ -225,7 +226,7 @@ def test_perf_tables_fit_80_columns_without_cutting_numbers():
 def test_train84_rows_count_every_step_and_compare_with_matmul(monkeypatch):
     """Columns of the issue; protonet's FLOP by hand: Conv-4 forward F, backward F for the weight
     gradients plus F - F1 for the input gradients (none for the images): 3F - F1 per image."""
-    from bench import precision
+    from bench.core import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # auto: fp32 only
     rows = pd.DataFrame(train84_rows(TINY.train84, CPU))
@@ -252,7 +253,7 @@ def test_train84_rows_count_every_step_and_compare_with_matmul(monkeypatch):
 def test_train84_default_times_every_registered_method(monkeypatch):
     """A method added to the registry gets its training-step row without touching the plan
     (every episodic one: baseline and baselinepp have no training step)."""
-    from bench import precision
+    from bench.core import precision
     from bench.registry import METHODS
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
@@ -270,7 +271,7 @@ def test_train84_default_times_every_registered_method(monkeypatch):
 def test_train84_skips_a_precision_the_machine_only_emulates(monkeypatch, bf16_rate, timed):
     """bf16 at 1/268 of fp32's matmul rate (an AVX2-only CPU) is not timed, with a log line;
     at 1/4.3 (an AVX-512 Xeon without BF16) it is: there its steps were 1.5–2.3× slower."""
-    from bench import perf_train84
+    from bench.perf import train_step as perf_train84
 
     monkeypatch.setattr(perf_train84, "matmul_rates",
                         lambda device: {"fp32": 142.0 if bf16_rate > 1 else 86.0,
@@ -286,7 +287,7 @@ def test_train84_skips_a_precision_the_machine_only_emulates(monkeypatch, bf16_r
 
 def test_matmul_size_shrinks_only_a_product_that_would_be_slow():
     """2048² where a product fits the time budget; halved, never below the probe, where not."""
-    from bench.perf_eval import matmul_size
+    from bench.perf.evaluation import matmul_size
 
     assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e6, probe=64) == 1024
     assert matmul_size(CPU, torch.float32, size=1024, max_seconds=1e-12, probe=64) == 64
@@ -296,7 +297,7 @@ def test_short_per_episode_timings_are_repeated_and_the_load_is_recorded(data, m
     """A quick run's 4 episodes take milliseconds: the timing is repeated on the same episodes
     until it lasts a second, and every row says the load average around it and whether it
     exceeded the thread count (a loaded machine's rates are not a speed figure)."""
-    from bench import perf_eval
+    from bench.perf import evaluation as perf_eval
 
     monkeypatch.setattr(perf_eval.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
     rows = pd.DataFrame(eval_rows(SPECS[:1], data.train, data.test, 1, "synthetic", TINY.eval,

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from bench import precision
 from bench.cli import main
+from bench.core import precision
 from bench.errors import BenchError
 
 SMALL = ["--methods", "protonet", "--shots", "1", "--train-episodes", "3", "--test-episodes",
@@ -43,13 +43,13 @@ def test_run_without_precision_trains_as_detected(tmp_path, glyph_cache, capsys,
                                                   native, resolved):
     """On a CPU reported as without native bf16, `bench run` without --precision trains in fp32:
     the results row, the stored configuration and the training id all say so."""
-    import bench.runner
+    import bench.train.runner
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(glyph_cache))
     used = []
-    step = bench.runner.train_step
-    monkeypatch.setattr(bench.runner, "train_step",
+    step = bench.train.runner.train_step
+    monkeypatch.setattr(bench.train.runner, "train_step",
                         lambda *args, **kwargs: used.append(args[7]) or step(*args, **kwargs))
     with pytest.raises(SystemExit) as exit_info:
         main(["run", *SMALL, "--out", str(tmp_path), "--threads", "1"])

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bench.cli_run import run_command
+from bench.cli.run import run_command
 from bench.errors import BenchError
-from bench.presets import PRESETS, apply_preset
-from bench.run_plan import plan_cells
+from bench.plan.cells import plan_cells
+from bench.plan.presets import PRESETS, apply_preset
 
 
 def options_for(args, tmp_path):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import bench.pretrain as pretrain
-from bench.config import Cell, MethodSpec, TrainConfig
-from bench.interrupt import Stopped
-from bench.runner import build_model, data_shape
 from helpers import without_progress
+
+import bench.train.pretrain as pretrain
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.core.model import build_model, data_shape
+from bench.interrupt import Stopped
 
 CPU = torch.device("cpu")
 TRAIN = TrainConfig(episodes=3, query=3, pretrain_epochs=1, pretrain_batch=48)  # 5 batches

@@ -4,8 +4,8 @@ import io
 
 from rich.console import Console
 
-from bench.config import Cell, parse_method
-from bench.progress import bar_label, make_bars
+from bench.core.config import Cell, parse_method
+from bench.execute.progress import bar_label, make_bars
 
 
 def test_bars_fit_80_columns_with_counts_times_and_the_cell():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.config import Cell, MethodSpec, identity_params, parse_method
+from bench.core.config import Cell, MethodSpec, identity_params, parse_method
 from bench.errors import BenchError
 
 

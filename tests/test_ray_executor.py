@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import without_progress
 
 from bench.cli import main
 from bench.errors import BenchError
-from helpers import without_progress
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (make setup installs ray==2.60.0)")
 
@@ -150,7 +150,7 @@ def test_bad_ray_options_are_one_line_exit_2(argv, message, tmp_path, capsys, mo
 
 
 def test_missing_ray_is_a_one_line_error(monkeypatch):
-    from bench.ray_executor import import_ray
+    from bench.execute.ray.executor import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(BenchError, match=r"needs Ray, which is not installed; run `make setup`"):
@@ -167,7 +167,8 @@ class FakeRay:
 
 
 def test_more_gpus_or_cpus_than_any_live_node_has_is_refused():
-    from bench.ray_executor import RaySettings, check_resources
+    from bench.core.cells import RaySettings
+    from bench.execute.ray.executor import check_resources
 
     check_resources(FakeRay, RaySettings(cpus_per_task=2))
     with pytest.raises(BenchError, match=r"--gpus-per-task 0.5 but no node .* more than 0 GPUs"):
@@ -187,7 +188,7 @@ def test_gpu_task_on_this_cpu_only_ray_is_refused(tmp_path, glyph_cache):
 
 
 def tiny_cells():
-    from bench.config import Cell, MethodSpec, TrainConfig
+    from bench.core.config import Cell, MethodSpec, TrainConfig
 
     train = TrainConfig(episodes=10, query=3, val_every=0, checkpoint_every=5)
     return [Cell(MethodSpec(name), "glyphs", (("instances", "8"),), 5, 1, 3, 10, 0, train)
@@ -198,9 +199,10 @@ def test_a_shared_preparation_is_one_task_that_the_trainings_wait_for(tmp_path, 
                                                                       monkeypatch):
     """Two trainings needing one preparation: it runs once (os.mkdir fails a second time), as a
     task of its own, done before either training stored its model."""
-    from bench import ray_executor
-    from bench.grid import RunOptions, run_grid
-    from bench.jobs import Preparation
+    from bench.core.cells import RaySettings, RunOptions
+    from bench.execute.driver import run_grid
+    from bench.execute.jobs import Preparation
+    from bench.execute.ray import executor as ray_executor
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     prepared = tmp_path / "storage" / "prepared"
@@ -210,7 +212,7 @@ def test_a_shared_preparation_is_one_task_that_the_trainings_wait_for(tmp_path, 
     options = RunOptions(out_dir=tmp_path / "out", cache_dir=glyph_cache,
                          storage=tmp_path / "storage")
     outcome = run_grid(tiny_cells(), options,
-                       executor=ray_executor.RayExecutor(ray_executor.RaySettings()))
+                       executor=ray_executor.RayExecutor(RaySettings()))
     assert len(outcome.rows) == 2 and prepared.is_dir()
     models = list((tmp_path / "storage" / "models").glob("*.pt"))
     assert len(models) == 2 and not (tmp_path / "out" / "models").exists()
@@ -219,8 +221,9 @@ def test_a_shared_preparation_is_one_task_that_the_trainings_wait_for(tmp_path, 
 
 def test_the_local_loop_runs_preparations_inline_before_each_training(tmp_path, glyph_cache,
                                                                       monkeypatch):
-    from bench import jobs
-    from bench.grid import RunOptions, run_grid
+    from bench.core.cells import RunOptions
+    from bench.execute import jobs
+    from bench.execute.driver import run_grid
 
     calls = []
     monkeypatch.setattr(jobs, "preparations", lambda job, options: (
@@ -233,18 +236,18 @@ def test_the_local_loop_runs_preparations_inline_before_each_training(tmp_path, 
 def test_a_stop_says_which_trainings_resume_and_which_restart(tmp_path):
     """A cancelled Ray task saves nothing on its way out: the stop message counts the trainings
     with a checkpoint (they resume) apart from those without (they start again)."""
-    from bench import checkpoint
-    from bench.config import Cell, MethodSpec, TrainConfig
-    from bench.grid import RunOptions
-    from bench.jobs import Job
-    from bench.ray_executor import kept_trainings
+    from bench.core import models
+    from bench.core.cells import RunOptions
+    from bench.core.config import Cell, MethodSpec, TrainConfig
+    from bench.execute.jobs import Job
+    from bench.execute.ray.executor import kept_trainings
 
     def job(seed):
         return Job((Cell(MethodSpec("protonet"), "glyphs", (), 5, 1, 15, 10, seed,
                          TrainConfig(episodes=100)),))
 
     jobs = [job(0), job(1), job(2)]
-    path = checkpoint.checkpoint_path(tmp_path, jobs[0].cells[0])
+    path = models.checkpoint_path(tmp_path, jobs[0].cells[0])
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
     text = kept_trainings(jobs, RunOptions(out_dir=tmp_path))

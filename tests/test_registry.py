@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import parse_methods
+from bench.core.config import parse_methods
 from bench.errors import BenchError
 from bench.registry import DATASETS, METHODS, Registry, build_config
 

@@ -5,10 +5,10 @@ MSE against one-hot targets (or cross-entropy)."""
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from bench.config import Cell, MethodSpec
 from bench.methods.base import TrainingEpisode
-from bench.runner import build_model
+
+from bench.core.config import Cell, MethodSpec
+from bench.core.model import build_model
 
 
 def relationnet(**params):

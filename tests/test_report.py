@@ -1,4 +1,4 @@
-"""bench.report, bench.tables, bench.plots and `bench report` on the checked-in example results."""
+"""bench.report.summary, bench.report.tables, bench.report.plots and `bench report` on the checked-in example results."""
 
 import io
 import json
@@ -12,9 +12,13 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as scipy_stats
 
-from bench import check, plots, report, tables
-from bench.cli_report import report_command
+from bench.cli.report import report_command
 from bench.errors import BenchError
+from bench.report import check, plots, tables
+from bench.report.compare import compare
+from bench.report.pairing import EpisodesMismatch, paired_episodes
+from bench.report.rows import with_episodes
+from bench.report.summary import summarize
 from bench.results import load
 
 EXAMPLE = Path(__file__).parent / "data" / "example_results"
@@ -50,7 +54,7 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     cell = (edited["method"] == "protonet") & (edited["shot"] == 5)
     edited.loc[cell, "config"] = [trained_at(row, 1 if row["seed"] == 0 else 5)
                                   for _, row in edited[cell].iterrows()]
-    summary = report.summarize(edited).set_index(["method", "shot"])
+    summary = summarize(edited).set_index(["method", "shot"])
     assert summary.loc[("protonet [train.shot=1]", 5), "n_seeds"] == 1
     assert summary.loc[("protonet [train.shot=5]", 5), "n_seeds"] == 1
     assert ("protonet", 5) not in summary.index
@@ -61,7 +65,7 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     with pytest.raises(BenchError, match=r"protonet \[train.shot=5\] and protonet "
                                          r"\[train.shot=1\] in glyphs 5-way 5-shot were "
                                          "measured on different episodes"):
-        report.compare(edited, "protonet [train.shot=5]",  # seed 1's episodes vs seed 0's
+        compare(edited, "protonet [train.shot=5]",  # seed 1's episodes vs seed 0's
                        against=["protonet [train.shot=1]"])
     curves, draw = [], plots.curves_figure
     monkeypatch.setattr(plots, "curves_figure", lambda logs, *args: curves.append(sorted(logs))
@@ -84,7 +88,7 @@ def test_a_labelled_model_keeps_its_label_at_the_other_shot(frame):
         for position, row in edited.iterrows():
             if row["method"] == "protonet":
                 edited.at[position, "config"] = trained_at(row, train_shot(row))
-        return report.summarize(edited).set_index(["method", "shot"])
+        return summarize(edited).set_index(["method", "shot"])
 
     plain = summary_of(lambda row: row["shot"])
     assert {("protonet", 1), ("protonet", 5)} <= set(plain.index)
@@ -110,7 +114,7 @@ def test_a_setting_configs_leave_out_reads_as_its_default(frame):
         cell = (edited["method"] == "protonet") & (edited["shot"] == 5)
         edited.loc[cell, "config"] = [with_precision(row, precision_by_seed[row["seed"]])
                                       for _, row in edited[cell].iterrows()]
-        return report.summarize(edited).set_index(["method", "shot"])
+        return summarize(edited).set_index(["method", "shot"])
 
     mixed = summary_of({0: "bf16", 1: None})
     assert mixed.loc[("protonet [train.precision=bf16]", 5), "n_seeds"] == 1
@@ -126,7 +130,7 @@ def one_seed(frame, seed=0):
 def test_summary_is_over_seeds_with_the_episode_ci_beside_it(frame):
     """Two seeds: the mean of the per-seed accuracies ± t(0.975, 1)·sd/√2 over the seeds; the
     pooled-episode CI stays as episode_ci95; spread and episode SE side by side."""
-    summary = report.summarize(frame).set_index(["method", "shot"])
+    summary = summarize(frame).set_index(["method", "shot"])
     rows = frame[(frame.method == "trm") & (frame.shot == 1)].sort_values("seed")
     per_seed = np.array([np.load(EXAMPLE / "per_episode" / f"{cell}.npy").mean() * 100
                          for cell in rows["cell_id"]])
@@ -144,7 +148,7 @@ def test_summary_is_over_seeds_with_the_episode_ci_beside_it(frame):
 
 
 def test_summary_of_one_seed_is_its_episode_ci(frame):
-    summary = report.summarize(one_seed(frame)).set_index(["method", "shot"])
+    summary = summarize(one_seed(frame)).set_index(["method", "shot"])
     pooled = episodes_of(one_seed(frame), "trm", 1)
     cell = summary.loc[("trm", 1)]
     assert cell["acc"] == pytest.approx(pooled.mean())
@@ -153,7 +157,7 @@ def test_summary_of_one_seed_is_its_episode_ci(frame):
 
 
 def test_bold_only_where_the_lead_holds_over_seeds(frame):
-    summary = report.summarize(frame).set_index(["method", "shot"])
+    summary = summarize(frame).set_index(["method", "shot"])
     # +3.23 and +3.77 points over protonet in the two seeds: paired t over seeds p = 0.049
     assert summary.loc[("trm", 1), "bold"]
     assert summary.loc[("trm", 1), "lead_test"] == "paired t over 2 seeds"
@@ -161,7 +165,7 @@ def test_bold_only_where_the_lead_holds_over_seeds(frame):
 
 
 def test_a_lead_within_one_run_is_not_bold(frame):
-    summary = report.summarize(one_seed(frame)).set_index(["method", "shot"])
+    summary = summarize(one_seed(frame)).set_index(["method", "shot"])
     assert not summary["bold"].any()
     assert summary.loc[("trm", 1), "within_run_lead"]
     assert summary.loc[("trm", 1), "lead_test"] == "within one run: paired t-test"
@@ -172,11 +176,11 @@ def test_a_lead_within_one_run_is_not_bold(frame):
 
 
 def test_without_shared_episodes_one_run_falls_back_to_ci_overlap(with_mismatched):
-    frame = report.with_episodes(one_seed(with_mismatched))
+    frame = with_episodes(one_seed(with_mismatched))
     is_variant = frame["method"] == "trm(attn_dim=128)"
     boosted = frame.assign(episodes=[e + 0.1 if v else e
                                      for e, v in zip(frame["episodes"], is_variant)])
-    summary = report.summarize(boosted).set_index(["method", "shot"])
+    summary = summarize(boosted).set_index(["method", "shot"])
     assert not summary.loc[("trm(attn_dim=128)", 5), "bold"]
     assert summary.loc[("trm(attn_dim=128)", 5), "within_run_lead"]
     assert summary.loc[("trm(attn_dim=128)", 5), "lead_test"] == \
@@ -185,7 +189,7 @@ def test_without_shared_episodes_one_run_falls_back_to_ci_overlap(with_mismatche
 
 def test_one_run_comparison_is_the_episode_level_test(frame):
     single = one_seed(frame)
-    table = report.compare(single, "trm").table.set_index(["method", "shot"])
+    table = compare(single, "trm").table.set_index(["method", "shot"])
     raw = []
     for method, shot in table.index:
         a, b = episodes_of(single, "trm", shot), episodes_of(single, method, shot)
@@ -205,7 +209,7 @@ def test_one_run_comparison_is_the_episode_level_test(frame):
 
 
 def test_seed_level_comparison_matches_scipy(frame):
-    table = report.compare(frame, "trm").table.set_index(["method", "shot"])
+    table = compare(frame, "trm").table.set_index(["method", "shot"])
     for method, shot in table.index:
         row = table.loc[(method, shot)]
         rows = {m: frame[(frame.method == m) & (frame.shot == shot)].sort_values("seed")
@@ -225,23 +229,23 @@ def test_seed_level_comparison_matches_scipy(frame):
 
 
 def test_pairs_on_different_episodes_are_refused(with_mismatched):
-    comparison = report.compare(with_mismatched, "trm")
+    comparison = compare(with_mismatched, "trm")
     assert len(comparison.table) == 4
     assert len(comparison.refused) == 1
     assert "trm and trm(attn_dim=128) in glyphs 5-way 5-shot were measured on different " \
            "episodes" in comparison.refused[0]
     with pytest.raises(BenchError, match="nothing to compare against trm: .*different episodes"):
-        report.compare(with_mismatched, "trm", against=["trm(attn_dim=128)"])
-    frame = report.with_episodes(with_mismatched)
+        compare(with_mismatched, "trm", against=["trm(attn_dim=128)"])
+    frame = with_episodes(with_mismatched)
     key = {"dataset": "glyphs", "split": "test", "backbone": "conv4", "way": 5, "shot": 5,
            "method": "trm"}
-    with pytest.raises(report.EpisodesMismatch, match="episodes_hash"):
-        report.paired_episodes(frame, key, "trm(attn_dim=128)")
+    with pytest.raises(EpisodesMismatch, match="episodes_hash"):
+        paired_episodes(frame, key, "trm(attn_dim=128)")
 
 
 def test_unknown_reference_names_the_methods(frame):
     with pytest.raises(BenchError, match="'matchingnet' is not in the results; methods: cosine, "):
-        report.compare(frame, "matchingnet")
+        compare(frame, "matchingnet")
 
 
 def test_markdown_table_values(frame):
@@ -307,8 +311,9 @@ def test_plots_written_and_not_empty(frame, tmp_path):
 
 
 def test_reporting_never_imports_torch():
-    code = ("import sys; import bench.report, bench.tables, bench.plots, bench.check, "
-            "bench.cli_report, bench.stats; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import bench.report.summary, bench.report.compare, bench.report.tables, "
+            "bench.report.plots, bench.report.check, bench.report.html, bench.cli.report, "
+            "bench.stats; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -340,10 +345,10 @@ def test_report_without_per_episode_files_prints_csv_numbers_and_says_why(tmp_pa
 def test_comparison_says_which_tables_lack_the_reference(frame):
     """Rows relabelled as different experiments leave no plain `trm` in a table: the report
     says so and names the labels to pass, instead of dropping that table silently."""
-    loaded = report.with_episodes(frame)
+    loaded = with_episodes(frame)
     twenty = loaded.assign(way=20, cell_id=loaded["cell_id"] + "w", method=[
         f"{m} [train.episodes=2]" if m == "trm" else m for m in loaded["method"]])
-    comparison = report.compare(pd.concat([loaded, twenty], ignore_index=True), "trm")
+    comparison = compare(pd.concat([loaded, twenty], ignore_index=True), "trm")
     assert set(comparison.table["way"]) == {5}
     (note,) = comparison.refused
     assert note.startswith("glyphs 20-way (test): its trm rows are different experiments")
@@ -369,7 +374,7 @@ def test_rich_report_fits_80_columns_with_numbers_whole(with_mismatched):
         console.print(tables.to_rich(grid))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
-    for row in report.compare(with_mismatched, "trm").table.itertuples():
+    for row in compare(with_mismatched, "trm").table.itertuples():
         assert f"{row.diff:+.2f} ± {row.ci95:.2f}" in text
 
 
@@ -378,7 +383,7 @@ def test_cross_domain_rows_are_their_own_dataset_in_reports():
     apart from cub's own rows; rows without train_dataset (schema 1) keep their dataset."""
     import pandas as pd
 
-    from bench.report import pooling_rows
+    from bench.report.rows import pooling_rows
 
     frame = pd.DataFrame({
         "cell_id": ["a", "b", "c"], "method": ["protonet"] * 3, "split": ["closer-look"] * 3,

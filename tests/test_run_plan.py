@@ -3,7 +3,7 @@
 import pytest
 
 from bench.errors import BenchError
-from bench.run_plan import per_shot_ways
+from bench.plan.options import per_shot_ways
 
 
 def test_one_way_for_every_cell_or_one_per_shot():

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import Cell, MethodSpec, TrainConfig
-from bench.episodes import EpisodeSampler, fixed_episodes
+from bench.core.config import Cell, MethodSpec, TrainConfig
+from bench.core.episodes import EpisodeSampler, fixed_episodes
+from bench.core.model import NumericalFault, build_model, data_shape
+from bench.evaluate.episodic import embed_all, evaluate
 from bench.registry import METHODS
-from bench.runner import NumericalFault, TrainState, build_model, data_shape, embed_all, \
-    evaluate, make_optimizer, train
+from bench.train.runner import TrainState, make_optimizer, train
 
 CPU = torch.device("cpu")
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.cli_report import report_command
-from bench.running import describe, read_running, running_dir, write_running
+from bench.cli.report import report_command
+from bench.core.running import describe, read_running, running_dir, write_running
 
 EXAMPLE = Path(__file__).parent / "data" / "example_results"
 ABOUT = {"label": "trm mini-imagenet 5-way 5-shot seed 0", "method": "trm", "episodes": 4000}
@@ -53,26 +53,27 @@ def test_a_finished_training_leaves_no_running_log(tmp_path, capsys, monkeypatch
 def test_a_stopped_training_keeps_its_log_so_far(tmp_path, monkeypatch, glyph_cache):
     """Training stopped by a signal (should_stop) at episode 4: its log so far stays, for the
     report, beside its checkpoint."""
-    from bench import grid
-    from bench.config import Cell, MethodSpec, TrainConfig
-    from bench.runner import Progress
+    from bench.core import cells
+    from bench.core.config import Cell, MethodSpec, TrainConfig
+    from bench.core.model import Progress
+    from bench.train import cell as train_cell
 
     monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(glyph_cache))
     cell = Cell(MethodSpec("protonet"), "glyphs", (("instances", "8"),), 5, 1, 3, 4, 0,
                 TrainConfig(episodes=50, query=3, val_every=0, checkpoint_every=2))
-    options = grid.RunOptions(out_dir=tmp_path)
-    adapter = grid.load_adapter(cell, options)
+    options = cells.RunOptions(out_dir=tmp_path)
+    adapter = cells.load_adapter(cell, options)
     stops = iter([False] * 3 + [True] * 100)
-    with pytest.raises(grid.Interrupted, match="stopped while training"):
-        grid.trained_model(cell, adapter, options, Progress(), lambda: next(stops), False)
+    with pytest.raises(cells.Interrupted, match="stopped while training"):
+        train_cell.trained_model(cell, adapter, options, Progress(), lambda: next(stops), False)
     (item,) = read_running([tmp_path])
     assert int(item["log"]["episode"].max()) == 4
 
 
 def test_ray_view_without_a_terminal_prints_a_line_every_tenth(capsys):
-    from bench.config import Cell, MethodSpec, TrainConfig
-    from bench.jobs import Job
-    from bench.ray_progress import RayView
+    from bench.core.config import Cell, MethodSpec, TrainConfig
+    from bench.execute.jobs import Job
+    from bench.execute.ray.progress import RayView
 
     job = Job((Cell(MethodSpec("trm"), "glyphs", (), 5, 1, 15, 10, 0, TrainConfig()),))
     view = RayView(None, [job])

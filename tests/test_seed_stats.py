@@ -10,12 +10,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_main
 from scipy import stats as scipy_stats
 
-from bench import check, report, results, stats, tables
+from bench import results, stats
 from bench.cli import main
 from bench.errors import BenchError
-from helpers import run_main
+from bench.report import check, tables
+from bench.report.compare import compare
+from bench.report.rows import with_episodes
+from bench.report.summary import summarize
 
 EPISODES = 1000
 HASH = "0123456789abcdef"
@@ -65,14 +69,14 @@ def agreeing(tmp_path):
 
 
 def test_every_seed_is_decisive_within_its_run_yet_nothing_holds_over_seeds(disagreeing):
-    frame = report.with_episodes(disagreeing)
+    frame = with_episodes(disagreeing)
     for seed in range(6):
         rows = frame[frame["seed"] == seed].set_index("method")["episodes"]
         assert scipy_stats.ttest_rel(rows["a"], rows["b"]).pvalue < 1e-9
-    summary = report.summarize(disagreeing).set_index("method")
+    summary = summarize(disagreeing).set_index("method")
     assert summary.loc["a", "acc"] > summary.loc["b", "acc"]  # ahead on average
     assert not summary["bold"].any() and not summary["within_run_lead"].any()
-    (row,) = report.compare(disagreeing, "a").table.itertuples()
+    (row,) = compare(disagreeing, "a").table.itertuples()
     assert row.level == "seeds" and row.seeds == 6
     assert row.t_p > 0.5 and row.signflip_p > 0.5 and row.wins == 0.5
     assert row.verdict == "not established"
@@ -81,9 +85,9 @@ def test_every_seed_is_decisive_within_its_run_yet_nothing_holds_over_seeds(disa
 
 
 def test_six_agreeing_seeds_are_significant_and_bold(agreeing):
-    summary = report.summarize(agreeing).set_index("method")
+    summary = summarize(agreeing).set_index("method")
     assert summary.loc["a", "bold"] and summary.loc["a", "lead_test"] == "paired t over 6 seeds"
-    (row,) = report.compare(agreeing, "a").table.itertuples()
+    (row,) = compare(agreeing, "a").table.itertuples()
     assert row.t_p < 1e-4 and row.wins == 1.0 and row.verdict == "ahead"
     assert row.signflip_p == pytest.approx(2 / 2 ** 6)  # every sign agrees: the floor
     text = tables.report_text(agreeing, "markdown", reference="a")
@@ -92,8 +96,8 @@ def test_six_agreeing_seeds_are_significant_and_bold(agreeing):
 
 
 def test_seed_level_ci_is_scipys_t_interval_on_the_seed_means(agreeing):
-    frame = report.with_episodes(agreeing)
-    summary = report.summarize(agreeing).set_index("method")
+    frame = with_episodes(agreeing)
+    summary = summarize(agreeing).set_index("method")
     for method in ("a", "b"):
         means = np.array([episodes.mean() * 100 for episodes in
                           frame[frame["method"] == method].sort_values("seed")["episodes"]])
@@ -102,7 +106,7 @@ def test_seed_level_ci_is_scipys_t_interval_on_the_seed_means(agreeing):
         assert summary.loc[method, "acc"] == pytest.approx(means.mean())
         assert summary.loc[method, "ci95"] == pytest.approx((high - low) / 2)
         assert summary.loc[method, "between_sd"] == pytest.approx(means.std(ddof=1))
-    (row,) = report.compare(agreeing, "a").table.itertuples()
+    (row,) = compare(agreeing, "a").table.itertuples()
     a = np.array([e.mean() * 100 for e in frame[frame.method == "a"].sort_values("seed").episodes])
     b = np.array([e.mean() * 100 for e in frame[frame.method == "b"].sort_values("seed").episodes])
     low, high = scipy_stats.t.interval(0.95, 5, loc=(a - b).mean(), scale=scipy_stats.sem(a - b))
@@ -138,7 +142,7 @@ def test_seeds_needed_follows_the_t_quantile_rule():
 
 def test_one_run_is_worded_as_one_run(tmp_path):
     single = study(tmp_path, {"a": {0: 1.0}}, seeds=[0])
-    summary = report.summarize(single).set_index("method")
+    summary = summarize(single).set_index("method")
     assert summary.loc["a", "ci_level"] == "episodes"
     assert not summary.loc["a", "bold"] and summary.loc["a", "within_run_lead"]
     text = tables.report_text(single, "markdown", reference="a")
@@ -151,7 +155,7 @@ def test_one_run_is_worded_as_one_run(tmp_path):
 def test_the_variance_table_puts_runs_beside_episodes(agreeing):
     text = tables.report_text(agreeing, "markdown")
     assert "training runs against test episodes" in text
-    summary = report.summarize(agreeing).set_index("method")
+    summary = summarize(agreeing).set_index("method")
     row = summary.loc["a"]
     assert f"| 1 | a | 6 | {row.between_sd:.2f} | {row.within_se:.2f} |" in text
 
@@ -159,7 +163,7 @@ def test_the_variance_table_puts_runs_beside_episodes(agreeing):
 def test_seeds_one_method_lacks_are_named_not_compared(tmp_path):
     frame = study(tmp_path, {"a": dict(enumerate([1.0] * 6)), "c": {0: 1.0, 1: 2.0, 2: 1.5},
                              "d": {9: 1.0}}, seeds=[*range(6), 9])
-    comparison = report.compare(frame, "b")
+    comparison = compare(frame, "b")
     table = comparison.table.set_index("method")
     assert table.loc["c", "seeds"] == 3 and table.loc["c", "seed_list"] == "0,1,2"
     assert table.loc["a", "seeds"] == 6
@@ -211,7 +215,7 @@ def test_test_seed_gives_every_training_seed_the_same_episodes(tmp_path, capsys,
     assert same.loc[1, "cell_id"] != apart.loc[1, "cell_id"]
     assert "test_seed" in json.loads(same.loc[1, "config"])
     assert "test_seed" not in json.loads(same.loc[0, "config"])
-    comparison = report.compare(pd.concat([results.load(shared)]), "protonet", strict=False)
+    comparison = compare(pd.concat([results.load(shared)]), "protonet", strict=False)
     assert comparison.table.empty  # one method: nothing to pair, and no traceback
 
 
@@ -243,7 +247,7 @@ def test_a_lead_only_on_the_seeds_in_common_is_not_taken_the_wrong_way(tmp_path)
     """'a' is best over its six seeds but behind 'c' on the two seeds they share: no bold."""
     frame = study(tmp_path, {"a": dict(enumerate([-1.0, -1.1, 5, 5, 5, 5])),
                              "c": {0: 0.0, 1: 0.0}})
-    summary = report.summarize(frame).set_index("method")
+    summary = summarize(frame).set_index("method")
     assert summary.loc["a", "acc"] > summary.loc["c", "acc"]
     assert not summary["bold"].any()
 
@@ -251,8 +255,8 @@ def test_a_lead_only_on_the_seeds_in_common_is_not_taken_the_wrong_way(tmp_path)
 def test_shared_episodes_are_counted_once_and_their_sampling_is_added(agreeing):
     """Six runs on one episode set: the episode-only CI is that of the N run-averaged episodes
     (not of 6·N copies), and 'CI runs + episodes' adds their sampling to the CI over runs."""
-    frame = report.with_episodes(agreeing)
-    summary = report.summarize(agreeing).set_index("method")
+    frame = with_episodes(agreeing)
+    summary = summarize(agreeing).set_index("method")
     runs = np.array(list(frame[frame.method == "a"].sort_values("seed")["episodes"])) * 100
     averaged = runs.mean(axis=0)
     row = summary.loc["a"]
@@ -272,9 +276,9 @@ def test_runs_that_differ_by_exactly_the_same_amount_make_no_claim(tmp_path):
         write_cell(tmp_path, "b", seed, base)
         write_cell(tmp_path, "a", seed, np.clip(base + 0.02, 0, 1))
     frame = results.load(tmp_path)
-    (row,) = report.compare(frame, "a").table.itertuples()
+    (row,) = compare(frame, "a").table.itertuples()
     assert np.isnan(row.t_p) and row.verdict == "not established"
-    assert not report.summarize(frame)["bold"].any()
+    assert not summarize(frame)["bold"].any()
 
 
 @pytest.mark.parametrize("content", [np.array([]), np.array([0.5, np.nan]), np.array([1.5])])
@@ -284,7 +288,7 @@ def test_a_damaged_per_episode_file_is_named(tmp_path, content):
     damaged = frame[frame["method"] == "a"].iloc[0]["cell_id"]
     np.save(tmp_path / "per_episode" / f"{damaged}.npy", content)
     with pytest.raises(BenchError, match=f"{damaged}.npy does not hold per-episode accuracies"):
-        report.summarize(frame)
+        summarize(frame)
 
 
 def test_one_method_on_two_backbones_is_two_rows_everywhere(tmp_path):
@@ -296,8 +300,8 @@ def test_one_method_on_two_backbones_is_two_rows_everywhere(tmp_path):
         write_cell(tmp_path, "p", seed, np.clip(base + 0.05 + rng.normal(0, 0.01, 300), 0, 1),
                    backbone="resnet12")
     frame = results.load(tmp_path)
-    summary = report.summarize(frame).set_index(["method", "backbone"])
+    summary = summarize(frame).set_index(["method", "backbone"])
     assert summary.loc[("p", "resnet12"), "bold"]
-    table = report.compare(frame, "b").table.set_index("method")
+    table = compare(frame, "b").table.set_index("method")
     assert set(table.index) == {"p (conv4)", "p (resnet12)"}
     assert table.loc["p (resnet12)", "diff"] < table.loc["p (conv4)", "diff"] < 0

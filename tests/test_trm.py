@@ -10,12 +10,11 @@ against the projected query): scripts/trm_mutants.py runs each against this file
 import itertools
 import math
 
+import bench.methods.trm as trm_module
 import numpy as np
 import pytest
 import torch
-
 from bench.methods._attention import DualSoftmaxAttention
-import bench.methods.trm as trm_module
 from bench.methods.trm import TaskRelatedMetric, class_maps, class_positions
 
 CHANNELS, ATTN_DIM, SIDE = 6, 4, 2

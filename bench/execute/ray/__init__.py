@@ -1,0 +1,1 @@
+"""`bench run --executor ray`: one Ray task per training, progress through a small actor."""
