@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -21,6 +21,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.interrupt import STOP
+from bench.results import digest
 
 SPLITS = ("train", "val", "test")
 
@@ -37,7 +38,8 @@ class ImageSet:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"{self.name}: images must be uint8 N×C×H×W")
         if len(self.labels) != len(self.images):
-            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} "
+                             "labels")
 
     @property
     def n_classes(self) -> int:
@@ -48,17 +50,18 @@ class ImageSet:
 
     def fingerprint(self) -> str:
         """Identity of the content, cheap: shape, labels and a strided sample of the pixels."""
-        digest = hashlib.sha256()
-        digest.update(self.name.encode())
-        digest.update(str(tuple(self.images.shape)).encode())
-        digest.update(self.labels.tobytes())
+        hasher = hashlib.sha256()
+        hasher.update(self.name.encode())
+        hasher.update(str(tuple(self.images.shape)).encode())
+        hasher.update(self.labels.tobytes())
         flat = self.images.reshape(-1)
-        digest.update(flat[:: max(1, flat.numel() // 100_000)].numpy().tobytes())
-        return digest.hexdigest()[:16]
+        hasher.update(flat[:: max(1, flat.numel() // 100_000)].numpy().tobytes())
+        return hasher.hexdigest()[:16]
 
 
 class DatasetAdapter:
-    """Base of dataset plugins. Subclasses set ``Config`` (a frozen dataclass) and ``load_split``."""
+    """Base of dataset plugins. Subclasses set ``Config`` (a frozen dataclass) and
+    ``load_split``."""
 
     Config: ClassVar[type]
     channels: ClassVar[int] = 1
@@ -86,11 +89,9 @@ class DatasetAdapter:
         raise NotImplementedError
 
     def train_augmentation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """A function on a float batch [B, C, H, W] in [0, 1] applied to training episodes, or None."""
+        """A function on a float batch [B, C, H, W] in [0, 1] applied to training episodes, or
+        None."""
         return None
-
-    def describe(self) -> dict:
-        return {"dataset": self.registry_name, **asdict(self.config)}
 
     def standard_classes(self) -> dict[str, int] | None:
         """Classes per split of the published split this config names ({"train": 64, ...}), or
@@ -132,9 +133,7 @@ def cached_arrays(cache_dir: Path, key: dict, build: Callable[[], dict[str, np.n
     identity of the source files, e.g. their sizes and mtimes), so a changed option never reuses a
     stale cache.
     """
-    text = json.dumps(key, sort_keys=True, default=str)
-    name = f"{key.get('dataset', 'data')}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
-    path = Path(cache_dir) / name
+    path = Path(cache_dir) / f"{key.get('dataset', 'data')}-{digest(key)}.npz"
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as stored:
@@ -154,6 +153,7 @@ def cached_arrays(cache_dir: Path, key: dict, build: Callable[[], dict[str, np.n
             with STOP.removing_on_abort(tmp):
                 np.savez(tmp, **arrays)
                 os.replace(tmp, path)
+            text = json.dumps(key, sort_keys=True, default=str)
             path.with_suffix(".json").write_text(text + "\n")
         except OSError as error:
             raise BenchError(f"cannot write the dataset cache {path}: {error.strerror}; "

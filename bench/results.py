@@ -2,8 +2,10 @@
 
 Layout of an output directory ``DIR``:
 - ``DIR/results.csv``: one row per finished cell, columns ``COLUMNS`` (acc and ci95 in percent);
-- ``DIR/per_episode/<cell_id>.npy``: float64 accuracy (0..1) of every test episode, in episode order;
-- ``DIR/configs/<cell_id>.json``: the resolved configuration of the cell (also in the ``config`` column);
+- ``DIR/per_episode/<cell_id>.npy``: float64 accuracy (0..1) of every test episode, in episode
+  order;
+- ``DIR/configs/<cell_id>.json``: the resolved configuration of the cell (also in the ``config``
+  column);
 - ``DIR/logs/<cell_id>.csv``: the training log (episode, loss, train_acc, val_acc, lr);
 - ``DIR/checkpoints/``: resumable training state of unfinished cells (deleted when a cell finishes).
 
@@ -15,6 +17,7 @@ file. Readers (``load``) only read.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -44,7 +47,14 @@ COLUMNS = [
 ]
 # Columns added after schema 1, and the column whose value they take in older rows (None: empty).
 ADDED_COLUMNS = {"train_dataset": "dataset", "train_data": None, "test_seed": "seed"}
-TIMING_COLUMNS = ("train_seconds", "eval_seconds", "timestamp", "host", "cpu", "threads", "device")
+
+
+def digest(value: dict) -> str:
+    """The first 16 hex digits of the SHA-256 of ``value`` as JSON with sorted keys (a value JSON
+    cannot hold is written as its ``str``): the cell and training ids, the pre-training key and
+    the dataset cache names. Stored files are named by it, so it must never change."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def results_path(out_dir: Path) -> Path:

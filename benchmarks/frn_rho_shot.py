@@ -24,7 +24,7 @@ from bench.core.cells import adapter_for
 from bench.core.episodes import fixed_episodes
 from bench.core.model import Progress
 from bench.evaluate.episodic import evaluate
-from bench.plan import run_plan
+from bench.execute import local
 from bench.train import cell as train_cell
 
 
@@ -35,7 +35,7 @@ def planned(data_root: str, out: str):
     def capture(cells, options, **_):
         captured.update(cells=cells, options=options)
 
-    with mock.patch.object(run_plan, "execute", capture):
+    with mock.patch.object(local, "execute", capture):
         result = CliRunner().invoke(cli, [
             "run", "--preset", "mini-cpu", "--data-root", data_root, "--out", out,
             "--methods", "frn", "--precision", "fp32", "--threads", "2"])

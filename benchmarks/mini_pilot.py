@@ -8,11 +8,12 @@ pairwise, episode by episode, and the test split stays unseen. Appends one row t
 ``OUT/pilot.csv`` and the per-episode accuracies to ``OUT/pilot/<arm>.npy``.
 
 ``--pretrain-epochs N`` first trains the backbone as a plain classifier over all base classes
-(`bench.train.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch ``--pretrain-batch``, Adam
-``--lr``, the same augmentation), inside the same CPU budget; the episodic training then uses
-what is left of it (none when the epochs take it all: the arm is then pre-training alone, and
-its row's CPU seconds say by how much it overran; the epochs are never cut short). It cannot be
-combined with ``--normalize on`` (pre-training would see other inputs than the episodes).
+(`bench.train.pretrain.train_backbone`, Chen et al.'s Baseline recipe: batch
+``--pretrain-batch``, Adam ``--lr``, the same augmentation), inside the same CPU budget; the
+episodic training then uses what is left of it (none when the epochs take it all: the arm is
+then pre-training alone, and its row's CPU seconds say by how much it overran; the epochs are
+never cut short). It cannot be combined with ``--normalize on`` (pre-training would see other
+inputs than the episodes).
 With ``--dataset cub`` give ``--data-root`` and ``--out`` too (their defaults are miniImageNet's).
 
 ``--normalize on`` standardises the input per channel with the training split's mean and std

@@ -1,6 +1,6 @@
 """Ray's own costs in `bench run --executor ray`, apart from training: starting a local Ray (as
-bench.ray_executor.connect does), the progress actor, a worker's first task (its process imports
-torch and bench), a warm task's round trip, and the shutdown.
+bench.execute.ray.executor.connect does), the progress actor, a worker's first task (its process
+imports torch and bench), a warm task's round trip, and the shutdown.
 
 Usage (repository root): .venv/bin/python benchmarks/ray_overhead.py [ROUNDS]
 """
@@ -8,14 +8,16 @@ Usage (repository root): .venv/bin/python benchmarks/ray_overhead.py [ROUNDS]
 import sys
 import time
 
-from bench.ray_executor import RaySettings, connect
-from bench.ray_progress import Board
+from bench.core.cells import RaySettings
+from bench.execute.ray.executor import connect
+from bench.execute.ray.progress import Board
 
 
 def imports_bench() -> float:
     start = time.perf_counter()
-    import bench.jobs  # noqa: F401
     import torch  # noqa: F401
+
+    import bench.execute.jobs  # noqa: F401
     return time.perf_counter() - start
 
 

@@ -50,7 +50,8 @@ def head_call(model, support, labels, query, training: bool):
 
 def head_costs(blocks: list[int]) -> None:
     print("part 1: head ms (CPU time), dual / row in brackets")
-    for hw, shot, phase in [(h, s, p) for p in ("eval", "train") for h in (49, 441) for s in (1, 5)]:
+    for hw, shot, phase in [(h, s, p) for p in ("eval", "train") for h in (49, 441)
+                            for s in (1, 5)]:
         side, training = round(hw ** 0.5), phase == "train"
         support = torch.randn(5 * shot, 64, side, side, requires_grad=training)
         query = torch.randn(75, 64, side, side, requires_grad=training)

@@ -25,11 +25,11 @@ import time
 from functools import partial
 
 import torch
-from bench.methods.trm import TaskRelatedMetric, class_positions
+from bench.methods.trm import TaskRelatedMetric, class_maps
 
 
 def explicit_head(model: TaskRelatedMetric, support, labels, query, n_way: int) -> torch.Tensor:
-    keys = class_positions(support, labels, n_way)  # [n_way, L, C]
+    keys = class_maps(support, labels, n_way).flatten(1, 2)  # [n_way, K·HW, C]
     values = model.w_o(model.w_v(keys))
     query_keys = model.w_k(keys) @ model.w_q.weight * model.scale
     n_query, length = len(query), keys.shape[1]
@@ -103,8 +103,9 @@ def main() -> None:
                         times[name].append((time.perf_counter() - start) / episodes * 1000)
                         times[name + "Δ"] = float((logits - reference).abs().max())
             for name in variants:
-                print(f"{side * side:>4} {shot:>4} {name:>9} {statistics.median(times[name]):>10.2f}"
-                      f" {min(times[name]):>8.2f} {times[name + 'Δ']:>9.1e}")
+                print(f"{side * side:>4} {shot:>4} {name:>9} "
+                      f"{statistics.median(times[name]):>10.2f} {min(times[name]):>8.2f} "
+                      f"{times[name + 'Δ']:>9.1e}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Learning curves of TRM's initialisations against the cosine baseline (issue: TRM starts at chance).
+"""Learning curves of TRM's initialisations against the cosine baseline (does TRM start at
+chance?).
 
 Each method trains on 5-way 1-shot 15-query episodes (Adam 1e-3, seed 0, the harness's
 ``train``) and is evaluated on the same fixed validation episodes after 0, 50, 100, 200 and 500

@@ -1,4 +1,5 @@
-"""Helpers shared by the real-dataset adapters: root checks, decoding, source identity, augmentation.
+"""Helpers shared by the real-dataset adapters: root checks, decoding, source identity,
+augmentation.
 
 Decoding happens once, when a cache is built (see ``bench.data.cached_arrays``); everything here
 turns files into uint8 arrays or describes files cheaply enough to key that cache on every start.
@@ -80,7 +81,8 @@ def decode_many(paths: Sequence[Path], size: int, boxes: Sequence | None = None)
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
 
     def one(index: int) -> None:
-        out[index] = decode(paths[index], paths[index], "RGB", size, boxes[index]).transpose(2, 0, 1)
+        image = decode(paths[index], paths[index], "RGB", size, boxes[index])
+        out[index] = image.transpose(2, 0, 1)
 
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:

@@ -109,7 +109,8 @@ def _column_softmax(scores, rows, hw: int):
 
 
 def _dual_forward(q, k, v, hw: int):
-    """α v without storing the column softmax: α_ij = rows_ij² u_i w_j, so α v = u ⊙ (rows² (w v))."""
+    """α v without storing the column softmax: α_ij = rows_ij² u_i w_j, so
+    α v = u ⊙ (rows² (w v))."""
     scores, rows = _row_softmax(q, k)
     factors = _column_factors(scores, rows, hw)
     if factors is None:

@@ -1,4 +1,5 @@
-"""Test-time fitting of a classifier on one episode's support features (Baseline, Baseline++).
+"""Baseline's and Baseline++'s classifiers: fitted per test episode on its support features,
+and Baseline++'s cosine classifier as a torch module for pre-training (``CosineClassifier``).
 
 Chen et al. 2019 (reference code: CloserLookFewShot, methods/baselinefinetune.py) fit a new
 classifier on the support features of every test episode: 100 epochs over the support set in a
@@ -9,9 +10,11 @@ gradient itself, undampened), starting from PyTorch's default initialisation of 
 classifier s · x̂ · w_c with weight-normalised w_c = g_c v_c / ‖v_c‖ (g_c starts at ‖v_c‖), s = 2
 for ≤ 200 classes, else 10, on x̂ = x / (‖x‖ + 1e-5).
 
-The gradients are written out by hand in numpy (float64) instead of autograd: an episode is a
-few hundred steps on a handful of rows, where torch's per-call overhead would dominate, and the
-episode's generator (seeded by ``bench.train.runner.episode_seed``) makes the fit deterministic.
+The per-episode gradients are written out by hand in numpy (float64) instead of autograd: an
+episode is a few hundred steps on a handful of rows, where torch's per-call overhead would
+dominate, and the episode's generator (seeded by ``bench.core.model.episode_seed``) makes the
+fit deterministic. ``CosineModel`` is that numpy twin of ``CosineClassifier``; both take their
+scale from ``cosine_scale`` and their input normalisation from ``NORM_EPSILON``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
+
+NORM_EPSILON = 1e-5  # x̂ = x / (‖x‖ + ε), as the reference code's distLinear
+
+
+def cosine_scale(classes: int) -> float:
+    """s of Baseline++'s cosine classifier: 2 for ≤ 200 classes, else 10 (distLinear)."""
+    return 2.0 if classes <= 200 else 10.0
+
+
+class CosineClassifier(nn.Module):
+    """Baseline++'s classifier (Chen et al. 2019) for pre-training: s · x̂ · w_c with
+    w_c = g_c v_c / ‖v_c‖ (weight normalisation: a learnable norm per class)."""
+
+    def __init__(self, features: int, classes: int):
+        super().__init__()
+        self.linear = nn.utils.parametrizations.weight_norm(
+            nn.Linear(features, classes, bias=False), dim=0)
+        self.scale = cosine_scale(classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.linear(x / (x.norm(dim=1, keepdim=True) + NORM_EPSILON))
 
 
 @dataclass(frozen=True)
@@ -59,17 +85,17 @@ class LinearModel:
 
 
 class CosineModel:
-    """logits = s · x̂ · (g v / ‖v‖)ᵀ (Baseline++'s distLinear with class-wise learnable norms)."""
+    """logits = s · x̂ · (g v / ‖v‖)ᵀ: ``CosineClassifier`` with hand-written numpy gradients."""
 
     def __init__(self, dim: int, n_way: int, rng: np.random.Generator):
         bound = 1.0 / np.sqrt(dim)
         direction = rng.uniform(-bound, bound, (n_way, dim))
         self.params = [direction, np.linalg.norm(direction, axis=1)]
-        self.scale = 2.0 if n_way <= 200 else 10.0
+        self.scale = cosine_scale(n_way)
 
     @staticmethod
     def inputs(x: np.ndarray) -> np.ndarray:
-        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-5)
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + NORM_EPSILON)
 
     def unit(self) -> tuple[np.ndarray, np.ndarray]:
         """v / ‖v‖ and ‖v‖ (column)."""

@@ -2,7 +2,8 @@
 
 Conv-4 (Vinyals et al. 2016, Snell et al. 2017): 4 blocks of 3×3 conv 64 + BN + ReLU + 2×2 max-pool.
 Conv-64F (DN4, Li et al. 2019): the same without the last two pools, keeping a spatial map:
-84×84 → 64×21×21, 28×28 → 64×7×7.
+84×84 → 64×21×21, 28×28 → 64×7×7. ``conv64f_leaky`` is Conv-64F as the official DN4 code writes it
+(``FourLayer_64F``): LeakyReLU(0.2) for ReLU and convolutions without bias (BN follows each).
 ResNet-12 (TADAM, Oreshkin et al. 2018; MetaOptNet, FEAT, CAN, FRN): 4 residual blocks of 64, 160,
 320 and 640 channels, each three 3×3 conv + BN + LeakyReLU(0.1) (the last activation after the
 addition) with a 1×1 conv + BN shortcut, then a 2×2 max-pool: 84×84 → 640×5×5, 28×28 → 640×1×1.
@@ -17,21 +18,24 @@ from torch import nn
 from bench.errors import BenchError
 
 
-def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+def conv_block(in_channels: int, out_channels: int, pool: bool, leaky: float = 0.0,
+               bias: bool = True) -> nn.Sequential:
+    """3×3 conv + BN + ReLU (LeakyReLU(leaky) where leaky > 0) [+ 2×2 max-pool]."""
     layers = [
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias),
         nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
+        nn.LeakyReLU(leaky, inplace=True) if leaky else nn.ReLU(inplace=True),
     ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
 
 
-def conv_net(in_channels: int, pools: tuple[bool, ...], width: int = 64) -> nn.Sequential:
+def conv_net(in_channels: int, pools: tuple[bool, ...], width: int = 64,
+             **block_options) -> nn.Sequential:
     blocks, channels = [], in_channels
     for pool in pools:
-        blocks.append(conv_block(channels, width, pool))
+        blocks.append(conv_block(channels, width, pool, **block_options))
         channels = width
     return nn.Sequential(*blocks)
 
@@ -69,9 +73,12 @@ def resnet12(in_channels: int, widths: tuple[int, ...] = (64, 160, 320, 640)) ->
 CONV_POOLS = {
     "conv4": (True, True, True, True),
     "conv64f": (True, True, False, False),
+    "conv64f_leaky": (True, True, False, False),
 }
+# conv_block options of the Conv variants that are not the plain ReLU + biased convolution
+CONV_OPTIONS = {"conv64f_leaky": {"leaky": 0.2, "bias": False}}  # the official DN4 Conv-64F
 # name → channels of its feature maps
-BACKBONES = {"conv4": 64, "conv64f": 64, "resnet12": 640}
+BACKBONES = {"conv4": 64, "conv64f": 64, "resnet12": 640, "conv64f_leaky": 64}
 BACKBONE_HELP = f"embedding network: {' | '.join(BACKBONES)}"
 
 
@@ -91,4 +98,4 @@ def make_backbone(name: str, in_channels: int) -> nn.Module:
     check_backbone(name)
     if name == "resnet12":
         return resnet12(in_channels)
-    return conv_net(in_channels, CONV_POOLS[name])
+    return conv_net(in_channels, CONV_POOLS[name], **CONV_OPTIONS.get(name, {}))

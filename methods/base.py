@@ -3,7 +3,7 @@
 A method is an embedding (``embed``: images → feature maps) and a head (``head``: support features,
 support labels and query features of one episode → logits). ``forward`` composes them. Keeping the
 two apart lets evaluation embed every test image once and run only the head per episode
-(``bench.train.runner.evaluate``): with BatchNorm in eval mode the result is the same.
+(``bench.evaluate.episodic.evaluate``): with BatchNorm in eval mode the result is the same.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class MethodConfig:
             raise BenchError(f"unknown backbone {self.backbone!r}; valid backbones: "
                              f"{', '.join(BACKBONES)}")
         # A method's backbone help string lists the backbones it takes (BACKBONE_HELP: all);
-        # one written before resnet12 existed (64 channels assumed) refuses it here, not later.
+        # a plugin whose help names only some (a head sized for 64 channels, say) refuses the
+        # others here, before anything is built.
         listed = [name for name in BACKBONES
                   if re.search(rf"\b{name}\b", type(self).__dataclass_fields__["backbone"]
                                .metadata.get("help", ""))]
@@ -100,16 +101,17 @@ class FewShotClassifier(nn.Module):
     # mandatory for it.
     episodic: ClassVar[bool] = True
     requires_pretraining: ClassVar[bool] = False
-    # The classifier over the base classes that supervised pre-training (bench.train.pretrain) trains
-    # beside the backbone: "linear" (Baseline) or "cosine" (Baseline++'s scaled cosine).
+    # The classifier over the base classes that supervised pre-training (bench.train.pretrain)
+    # trains beside the backbone: "linear" (Baseline) or "cosine" (Baseline++'s scaled cosine,
+    # bench.methods._finetune.CosineClassifier).
     pretrain_classifier: ClassVar[str] = "linear"
     # What the constructor needs to know of the data besides the channels, passed by
-    # ``bench.train.runner.build_model`` as keyword arguments: "n_base_classes" (the training split's
-    # class count, for a classifier over all base classes: CAN) and "image_size" (the side of the
-    # images, for layers sized by the feature map's positions: CAN's meta-fusion layer).
+    # ``bench.core.model.build_model`` as keyword arguments: "n_base_classes" (the training
+    # split's class count, for a classifier over all base classes: CAN) and "image_size" (the side
+    # of the images, for layers sized by the feature map's positions: CAN's meta-fusion layer).
     build_needs: ClassVar[tuple[str, ...]] = ()
     # True: the head fits parameters on each episode's support set at test time, from a generator
-    # seeded with ``episode_seed`` (set by ``bench.train.runner.evaluate`` per episode).
+    # seeded with ``episode_seed`` (set by ``bench.evaluate.episodic.evaluate`` per episode).
     fits_at_test_time: ClassVar[bool] = False
     registry_name: ClassVar[str]
 

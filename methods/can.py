@@ -8,7 +8,7 @@ w = W_2 ReLU(BN(W_1 mean_i R_i·)) (1×1 convolutions m → m/6 → m), and the 
 weighting P's positions; the query side does the same with Rᵀ. A query's logit for the class is
 7 · cos(GAP(A^q ⊙ Q), GAP(A^p ⊙ P)) (the reference code's scale 7). R = P̂ᵀQ̂ has rank ≤ C, so
 both sums over it are taken from the unit-norm features and R itself is never formed (at 84×84 it
-would be 375 × 441 × 441 floats a step; forming it made the step 2.8× slower).
+would be 375 × 441 × 441 floats a step; forming it makes a step 2.8× slower).
 
 Training classifies every position of the attended query map against the attended class means
 (7 · cos, cross-entropy over the episode's classes; the paper's L1). The auxiliary global
@@ -90,7 +90,7 @@ class CrossAttentionNetwork(FewShotClassifier):
         super().__init__(config, in_channels)
         if image_size is None:
             raise BenchError("can needs the image size to size its meta-fusion layer; build it "
-                             "with bench.train.runner.build_model(..., image_size=...)")
+                             "with bench.core.model.build_model(..., image_size=...)")
         self.fusion = MetaFusion(self.map_positions(in_channels, image_size))
         self.classifier = None
         if config.global_loss > 0:

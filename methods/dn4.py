@@ -12,8 +12,10 @@ image), 64×21×21 at 84×84 (441). With ``backbone=conv4`` a 28×28 image leave
 (a 1-shot class then has fewer than k = 3 and the head refuses it); at 84×84, 5×5.
 
 Deviation from the official code: its Conv-64F uses LeakyReLU(0.2) and convolutions without bias;
-the backbone here is the harness's Conv-64F (ReLU, biased convolutions), shared with trm, cosine,
-ctx and can so that their comparisons differ in the head alone.
+the default backbone here is the harness's Conv-64F (ReLU, biased convolutions), shared with trm,
+cosine, ctx and can so that their comparisons differ in the head alone. ``backbone=conv64f_leaky``
+is the official one (``dn4(backbone=conv64f_leaky)``: the official form of the whole method; the
+head is the official one with either backbone).
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from bench.registry import METHODS
 
 @METHODS.register("dn4")
 class DN4(FewShotClassifier):
-    """Image-to-class k-NN: each query descriptor's top-k cosines to a class's pool, summed."""
+    """Image-to-class k-NN: each query descriptor's top-k cosines to a class's pool, summed.
+
+    The official DN4 backbone (LeakyReLU(0.2), bias-free convolutions) is
+    ``dn4(backbone=conv64f_leaky)``; the default ``conv64f`` is the harness's shared Conv-64F.
+    """
 
     @dataclass(frozen=True)
     class Config(MethodConfig):

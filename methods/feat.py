@@ -14,9 +14,12 @@ The reference initialisation: W_q, W_k, W_v ~ N(0, 2 / (d + d)), W_o Xavier-norm
 
 Deviations from the official code, each an option: the feature map is averaged over its positions
 by default, where the official ConvNet encoder ends in a 5×5 max-pool (``pool=max``; on random
-maps the two disagree on about a fifth of argmax decisions); the defaults are FEAT's 1-shot
-settings, and its 5-shot ConvNet script uses temperature 32, balance 0.1 and temperature2 64
-(set them for 5-shot cells).
+maps the two disagree on about a fifth of argmax decisions); the defaults copy FEAT's 1-shot
+temperatures (temperature 64, temperature2 16) with the regulariser off (balance 0; the 1-shot
+script's is 1), and its 5-shot ConvNet script uses temperature 32, balance 0.1 and temperature2
+64: ``feat(temperature=32,balance=0.1,temperature2=64)`` (set them for 5-shot cells). The
+official ConvNet forms in full: 1-shot ``feat(balance=1,pool=max)``, 5-shot
+``feat(temperature=32,balance=0.1,temperature2=64,pool=max)``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,14 @@ class SetAttention(nn.Module):
 
 @METHODS.register("feat")
 class FEAT(FewShotClassifier):
-    """Prototypes adapted by a set-to-set Transformer, then −‖q − p'‖² / temperature."""
+    """Prototypes adapted by a set-to-set Transformer, then −‖q − p'‖² / temperature.
+
+    The defaults are FEAT's 1-shot temperatures (64; regulariser's 16) with its regulariser off.
+    FEAT's official 5-shot ConvNet settings are temperature 32, balance 0.1 and temperature2 64:
+    ``feat(temperature=32,balance=0.1,temperature2=64)``. The official ConvNet forms in full
+    (``pool=max``: the encoder's final max-pool): 1-shot ``feat(balance=1,pool=max)``, 5-shot
+    ``feat(temperature=32,balance=0.1,temperature2=64,pool=max)``.
+    """
 
     @dataclass(frozen=True)
     class Config(MethodConfig):

@@ -34,9 +34,14 @@ Default backbone Conv-4, the paper's: 64×5×5 maps at 84×84 (r = 25), 64×1×1
 query is then reconstructed from the K support vectors only, rank ≤ K). ``backbone=conv64f``
 gives 64×7×7 at 28×28 and 64×21×21 at 84×84.
 
-Deviation from the official code: with ``backbone=resnet12`` the official code divides the feature
-maps by √640 before the reconstruction (a reparametrisation that changes where α and γ start);
-not done here, so a resnet12 frn cell starts from a different point of the same model family.
+Deviation from the official code, an option: with ``backbone=resnet12`` the official code divides
+the feature maps by √640 before the reconstruction (``get_feature_map``: a reparametrisation that
+changes where α and γ start: the errors shrink 640-fold, λ's share of the Gram matrix grows
+640-fold). Not done by default, so the stored resnet12 frn cells keep their meaning (a different
+starting point of the same model family); ``frn(backbone=resnet12,resnet_scale=true)`` does it,
+the head then reading every support and query map as map / √640 (the auxiliary term is
+unchanged: it normalises the support tensor). Conv-4 maps are not scaled in the official code, and
+``resnet_scale=true`` with another backbone is refused.
 """
 
 from __future__ import annotations
@@ -75,7 +80,11 @@ class FeatureMapReconstruction(FewShotClassifier):
         aux: float = param(0.0, "weight of the official code's auxiliary loss Σ_{i>j} "
                                 "‖Ŝ_i Ŝ_jᵀ‖_F² over the classes' support descriptors (0: off; "
                                 "official 0.03)")
-        OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("aux",)  # the ids of earlier cells stay
+        resnet_scale: bool = param(False, "divide ResNet-12 maps by √640 before the "
+                                          "reconstruction, as the official code (backbone="
+                                          "resnet12 only)")
+        # the ids of earlier cells stay valid
+        OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("aux", "resnet_scale")
 
         def validate(self) -> None:
             super().validate()
@@ -84,12 +93,21 @@ class FeatureMapReconstruction(FewShotClassifier):
             if not self.gamma > 0:  # −γ·error with γ ≤ 0 rewards the worst reconstruction
                 raise BenchError(f"gamma={self.gamma} of frn must be > 0: the logit is −γ · "
                                  "reconstruction error (official 1.0)")
+            if not isinstance(self.resnet_scale, bool):
+                raise BenchError(f"resnet_scale={self.resnet_scale!r} of frn must be true or "
+                                 "false")
+            if self.resnet_scale and self.backbone != "resnet12":
+                raise BenchError(f"resnet_scale=true of frn divides ResNet-12 maps by √640 (the "
+                                 f"official code scales no other backbone); backbone="
+                                 f"{self.backbone} is not resnet12")
 
     def __init__(self, config: Config, in_channels: int):
         super().__init__(config, in_channels)
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha)))
         self.beta = nn.Parameter(torch.tensor(float(config.beta)))
         self.gamma = nn.Parameter(torch.tensor(float(config.gamma)))
+        # the official ResNet-12 scaling (1/√640), else 1
+        self.map_scale = self.feature_channels ** -0.5 if config.resnet_scale else 1.0
 
     def reconstruction_maps(self, classes: torch.Tensor) -> torch.Tensor:
         """P_c [n_way, d, d] with Q̂_c = ρ · Q P_c, from the class descriptors [n_way, K·r, d]."""
@@ -104,10 +122,12 @@ class FeatureMapReconstruction(FewShotClassifier):
 
     def head(self, support, support_labels, query, n_way):
         with torch.autocast(support.device.type, enabled=False):
-            classes = class_descriptors(full_precision(support), support_labels, n_way,
-                                        "frn")
+            support, query = full_precision(support), full_precision(query)
+            if self.map_scale != 1.0:
+                support, query = support * self.map_scale, query * self.map_scale
+            classes = class_descriptors(support, support_labels, n_way, "frn")
             maps = self.reconstruction_maps(classes) * self.beta.exp()  # ρ P_c
-            local = descriptors(full_precision(query))  # [n_query, r, d]
+            local = descriptors(query)  # [n_query, r, d]
 
             def score(block: torch.Tensor) -> torch.Tensor:
                 rebuilt = torch.einsum("qpd,cde->qcpe", block, maps)  # [q, n_way, r, d]

@@ -14,14 +14,25 @@ FC input is 64, the paper's Omniglot size. At 84×84 (64×21×21 → 10×10 → 
 to 64 values before the FC; the paper's unpadded convolutions give 3×3 there and flatten it into
 576 inputs. The average keeps one module for every image size.
 
-Deviation from the official code: the official test keeps the relation module's BatchNorm in
-training mode (each test episode normalised by its own batch statistics); here evaluation is in
-eval mode, with the running statistics, as for every method of the harness.
+Deviation from the official code, an option: the official test never calls ``eval()``, so every
+BatchNorm, the encoder's and the relation module's, normalises by the test episode's own batch
+statistics (the support images embedded as one batch, the query images as another, all
+(class, query) pairs as one batch of the relation module). By default evaluation here is in eval
+mode, with the running statistics, as for every method of the harness. ``test_bn=batch``
+(``relationnet(test_bn=batch)``) evaluates as the official code: every BatchNorm in training
+mode for the episode, on those three batches, its running statistics left as they were (the
+official momentum of 1 would overwrite them with the last batch's, which its test never reads).
+Its scores are then transductive (a query's score depends on the episode's other queries) and
+evaluation embeds each episode's images on their own (``needs_images``): slower, no cache. The
+head alone (``head``, in eval mode) applies it to the relation module. Training is unchanged:
+one batch of the episode's support and query images (the official code embeds them as two).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +54,21 @@ def class_sums(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torc
     return sums.index_add_(0, labels, features)
 
 
+@contextmanager
+def batch_statistics(module: nn.Module):
+    """Within: every BatchNorm of ``module`` normalises by its input batch's statistics, as in
+    training, and leaves its running statistics (and batch count) untouched; restored after."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    try:
+        for norm in norms:  # training without tracking: batch statistics, no update
+            norm.training, norm.track_running_stats = True, False
+        yield
+    finally:
+        for norm, (training, tracking) in zip(norms, saved):
+            norm.training, norm.track_running_stats = training, tracking
+
+
 @METHODS.register("relationnet")
 class RelationNet(FewShotClassifier):
     """Learned relation module on concatenated (class, query) feature maps; MSE on one-hot."""
@@ -55,6 +81,11 @@ class RelationNet(FewShotClassifier):
                           choices=("mse", "ce"))
         hidden: int = param(8, "width of the relation module's first FC layer (paper: 8)",
                             positive=True)
+        test_bn: str = param("running", "BatchNorm statistics in evaluation: running (eval "
+                                        "mode) | batch (each test episode's own, as the "
+                                        "official test; running statistics untouched)",
+                             choices=("running", "batch"))
+        OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("test_bn",)  # earlier ids stay valid
 
     def __init__(self, config, in_channels):
         super().__init__(config, in_channels)
@@ -71,8 +102,30 @@ class RelationNet(FewShotClassifier):
         maps = self.blocks(pairs.flatten(0, 1)).mean((2, 3))
         return self.fc2(F.relu(self.fc1(maps))).view(n_query, n_way)
 
+    @property
+    def needs_images(self) -> bool:
+        """With test_bn=batch the encoder's statistics are the episode's: no embedding cache."""
+        return self.config.test_bn == "batch"
+
+    def episode_statistics(self) -> bool:
+        """Whether BatchNorm takes the episode's own statistics now (evaluation, test_bn=batch)."""
+        return not self.training and self.config.test_bn == "batch"
+
+    def forward(self, support_images, support_labels, query_images, n_way=None):
+        if not self.episode_statistics():
+            return super().forward(support_images, support_labels, query_images, n_way)
+        n_way = n_way if n_way is not None else int(support_labels.max()) + 1
+        with batch_statistics(self.backbone):  # two batches, as the official test embeds them
+            support, query = self.embed(support_images), self.embed(query_images)
+        return self.head(support, support_labels, query, n_way)
+
     def head(self, support, support_labels, query, n_way):
-        scores = self.relation_scores(class_sums(support, support_labels, n_way), query)
+        classes = class_sums(support, support_labels, n_way)
+        if self.episode_statistics():
+            with batch_statistics(self.blocks):
+                scores = self.relation_scores(classes, query)
+        else:
+            scores = self.relation_scores(classes, query)
         return torch.sigmoid(scores) if self.config.loss == "mse" else scores
 
     def loss(self, logits, episode):

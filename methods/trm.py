@@ -51,7 +51,8 @@ class TaskRelatedMetric(FewShotClassifier):
                            choices=("concat", "mean_map", "per_shot"))
         scale: str = param("channels", "score scale: channels (1/√C, the text) | attn_dim (1/√d)",
                            choices=("channels", "attn_dim"))
-        embed_dim: int = param(0, "width C of a per-position linear layer after the backbone (0: none)")
+        embed_dim: int = param(0, "width C of a per-position linear layer after the backbone "
+                                  "(0: none)")
         per_position: bool = param(False, "mean of per-position cosines, not whole-map cosine")
         init: str = param("identity", "identity (W_q=W_k=W_v=A, W_o=Aᵀ, AᵀA=I) | random",
                           choices=("identity", "random"))
@@ -177,8 +178,3 @@ def class_maps(support: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch
     order = torch.argsort(labels, stable=True)
     positions = support[order].flatten(2).transpose(1, 2)  # [N, HW, C]
     return positions.reshape(n_way, -1, *positions.shape[1:])
-
-
-def class_positions(support: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Support maps [N, C, H, W] → per-class key rows [n_way, K·HW, C] (the concat reading)."""
-    return class_maps(support, labels, n_way).flatten(1, 2)

@@ -28,9 +28,9 @@ def weakened(frame, points: float, method="trm", shot=5):
     return frame
 
 
-def test_cell_accuracy_averages_seeds_and_combines_cis(baseline):
+def test_cell_runs_average_seeds_and_combine_cis(baseline):
     rows = baseline[(baseline["method"] == "trm") & (baseline["shot"] == 5)]
-    acc, ci95 = check.cell_accuracies(baseline)[TRM_5SHOT]
+    acc, ci95 = check.cell_runs(baseline)[TRM_5SHOT][:2]
     assert acc == pytest.approx(rows["acc"].mean())
     assert ci95 == pytest.approx(math.sqrt((rows["ci95"] ** 2).sum()) / 2)
 
@@ -44,7 +44,7 @@ def test_identical_results_pass(baseline):
 
 def test_one_seed_baseline_rule_is_drop_beyond_combined_ci(baseline):
     one_seed = baseline[baseline["seed"] == 0]
-    allowed = math.sqrt(2) * check.cell_accuracies(one_seed)[TRM_5SHOT][1]
+    allowed = math.sqrt(2) * check.cell_runs(one_seed)[TRM_5SHOT][1]
     assert check.failed(check.check(one_seed, weakened(one_seed, allowed - 0.01))) == []
     failures = check.failed(check.check(one_seed, weakened(one_seed, allowed + 0.01)))
     assert [f.key for f in failures] == [TRM_5SHOT]

@@ -81,3 +81,49 @@ def test_too_few_descriptors_is_a_one_line_error():
     support, query = torch.rand(2, 4, 1, 1), torch.rand(3, 4, 1, 1)  # 1×1 maps, 1 shot
     with pytest.raises(BenchError, match="neighbors=3 exceeds the 1 descriptors"):
         model.head(support, torch.tensor([0, 1]), query, 2)
+
+
+def official_conv64f(in_channels):
+    """The official DN4 encoder as its code writes it (``FourLayer_64F`` with BatchNorm, so
+    ``use_bias`` is False): LeakyReLU(0.2), bias-free convolutions, pools after blocks 1 and 2."""
+    nn = torch.nn
+
+    def block(channels, pool):
+        layers = [nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False),
+                  nn.BatchNorm2d(64), nn.LeakyReLU(0.2, True)]
+        return layers + ([nn.MaxPool2d(kernel_size=2, stride=2)] if pool else [])
+
+    return nn.Sequential(*block(in_channels, True), *block(64, True), *block(64, False),
+                         *block(64, False))
+
+
+def test_official_form_reference_value():
+    """``dn4(backbone=conv64f_leaky)`` on seeded float64 images equals the official encoder
+    (written above, given the same weights) followed by the float64 image-to-class k-NN."""
+    torch.manual_seed(0)
+    model = DN4(parse_method("dn4(backbone=conv64f_leaky)").config(), 3).double().eval()
+    with torch.no_grad():  # BatchNorm that is not the identity
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-0.2, 0.2)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    official = official_conv64f(3).double().eval()
+    weights = list(model.backbone.state_dict().values())
+    assert len(weights) == len(official.state_dict())  # every tensor has its official place
+    official.load_state_dict(dict(zip(official.state_dict(), weights)))
+
+    rng = np.random.default_rng(7)
+    support = torch.from_numpy(rng.normal(size=(6, 3, 8, 8)))  # 3 classes × 2 shots; 2×2 maps
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    query = torch.from_numpy(rng.normal(size=(5, 3, 8, 8)))
+    with torch.no_grad():
+        logits = model(support, labels, query, 3).numpy()
+        maps = [official(images).numpy() for images in (support, query)]
+    expected = reference_dn4(maps[0], labels.numpy(), maps[1], 3, k=3)
+    np.testing.assert_allclose(logits, expected, rtol=1e-10)
+
+    torch.manual_seed(0)  # the same seed with the harness's Conv-64F: other logits
+    plain = DN4(parse_method("dn4").config(), 3).double().eval()
+    with torch.no_grad():
+        assert not np.allclose(plain(support, labels, query, 3).numpy(), logits, rtol=1e-3)

@@ -59,5 +59,6 @@ def test_rows_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
     options = cells.RunOptions(out_dir=tmp_path, code_state=("aaaa", False))
     row = cells.make_row(cell, np.ones(10), "hash", trained, 0.0, options)
     assert (row["commit"], row["dirty"]) == ("aaaa", False)
-    row = cells.make_row(cell, np.ones(10), "hash", trained, 0.0, cells.RunOptions(out_dir=tmp_path))
+    row = cells.make_row(cell, np.ones(10), "hash", trained, 0.0,
+                         cells.RunOptions(out_dir=tmp_path))
     assert (row["commit"], row["dirty"]) == ("bbbb", True)

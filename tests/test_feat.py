@@ -4,8 +4,9 @@ single-head Transformer layer (residual, layer norm), then −‖q − p'‖² /
 import numpy as np
 import torch
 from bench.methods.base import TrainingEpisode
+from bench.methods.feat import FEAT
 
-from bench.core.config import Cell, MethodSpec
+from bench.core.config import Cell, MethodSpec, parse_method
 from bench.core.model import build_model
 
 
@@ -74,3 +75,54 @@ def test_regulariser_adapts_each_class_set_and_scores_every_instance():
     log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
     regulariser = -log_p[np.arange(len(all_labels)), all_labels].mean()
     np.testing.assert_allclose(loss.item(), main.item() + regulariser, rtol=1e-4)
+
+
+FIVE_SHOT = "feat(temperature=32,balance=0.1,temperature2=64)"  # as the FEAT docstring gives it
+
+
+def test_the_documented_five_shot_text_gives_feats_five_shot_settings():
+    """FEAT's 5-shot ConvNet script: temperature 32, balance 0.1, temperature2 64; the defaults
+    are the 1-shot temperatures (64, 16) with the regulariser off."""
+    five = parse_method(FIVE_SHOT).config()
+    assert (five.temperature, five.balance, five.temperature2) == (32.0, 0.1, 64.0)
+    assert five.pool == "avg"
+    default = parse_method("feat").config()
+    assert (default.temperature, default.balance, default.temperature2) == (64.0, 0.0, 16.0)
+    official = parse_method(FIVE_SHOT[:-1] + ",pool=max)").config()
+    assert official.pool == "max" and official.temperature == 32.0
+    assert FIVE_SHOT in FEAT.__doc__ and FIVE_SHOT[:-1] + ",pool=max)" in FEAT.__doc__
+    one = parse_method("feat(balance=1,pool=max)").config()  # the documented official 1-shot
+    assert (one.temperature, one.balance, one.temperature2, one.pool) == (64.0, 1.0, 16.0, "max")
+
+
+def test_official_five_shot_form_reference_value():
+    """feat(temperature=32,balance=0.1,temperature2=64,pool=max) on seeded float64 maps: max
+    over positions (the official encoder's MaxPool2d(5)), the adapted prototypes, −‖q − p'‖²/32,
+    and the loss + 0.1 × the regulariser at temperature2 64."""
+    model = feat(temperature=32, balance=0.1, temperature2=64, pool="max").double()
+    rng = np.random.default_rng(3)
+    support = torch.from_numpy(rng.normal(size=(6, 64, 5, 5)))  # 3 classes × 2 shots, 5×5 maps
+    query = torch.from_numpy(rng.normal(size=(6, 64, 5, 5)))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    with torch.no_grad():
+        logits = model.head(support, labels, query, 3).numpy()
+        loss, _ = model.training_loss(TrainingEpisode(support, labels, query, labels, 3))
+    s, q, y = support.numpy().max((2, 3)), query.numpy().max((2, 3)), labels.numpy()
+    adapted = transformer(model.adapt, np.stack([s[y == c].mean(0) for c in range(3)])[None])[0]
+    expected = -((q[:, None, :] - adapted[None]) ** 2).sum(-1) / 32.0
+    np.testing.assert_allclose(logits, expected, rtol=1e-10)
+    average = -((support.numpy().mean((2, 3))[:, None] - adapted[None]) ** 2).sum(-1)
+    assert not np.allclose(logits, average / 32.0, rtol=1e-2)  # the max, not the mean
+
+    def cross_entropy(scores, targets):
+        shifted = scores - scores.max(1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        return -log_p[np.arange(len(targets)), targets].mean()
+
+    instances, all_labels = np.concatenate([s, q]), np.concatenate([y, y])
+    centres = transformer(model.adapt, np.stack([instances[all_labels == c]
+                                                 for c in range(3)])).mean(1)
+    regulariser = cross_entropy(-((instances[:, None] - centres[None]) ** 2).sum(-1) / 64.0,
+                                all_labels)
+    np.testing.assert_allclose(loss.item(), cross_entropy(expected, y) + 0.1 * regulariser,
+                               rtol=1e-10)

@@ -112,3 +112,31 @@ def test_aux_is_left_out_of_ids_at_its_default():
     """Cells recorded before aux existed keep their ids; a run with aux on is a new cell."""
     assert "aux" not in identity_params(parse_method("frn").config())
     assert identity_params(parse_method("frn(aux=0.03)").config())["aux"] == 0.03
+
+
+def test_resnet_scale_divides_resnet12_maps_by_sqrt_640():
+    """The official form at ResNet-12: the head reads the maps as map / √640 (seeded float64
+    inputs; the reference is the explicit ridge formula on the scaled maps)."""
+    rng = np.random.default_rng(11)
+    support = rng.normal(size=(6, 640, 2, 2))  # 3 classes × 2 shots: K·r = 8 < d = 640
+    labels = np.tile(np.arange(3), 2)
+    query = 0.8 * support[:4] + 0.6 * rng.normal(size=(4, 640, 2, 2))  # near a class's span
+    params = "alpha=3,beta=-0.3,gamma=1.7"
+    scaled = frn_logits(f"frn(backbone=resnet12,resnet_scale=true,{params})", support, labels,
+                        query, 3)
+    root = np.sqrt(640.0)
+    expected = reference_frn(support / root, labels, query / root, 3, 3.0, -0.3, 1.7)
+    np.testing.assert_allclose(scaled, expected, rtol=1e-6)
+    plain = frn_logits(f"frn(backbone=resnet12,{params})", support, labels, query, 3)
+    np.testing.assert_allclose(plain, reference_frn(support, labels, query, 3, 3.0, -0.3, 1.7),
+                               rtol=1e-6)
+    # λ weighs 640 times more against the scaled Gram matrix: not a mere rescaling of the logits
+    assert not np.allclose(scaled, plain / 640, rtol=1e-2)
+
+
+def test_resnet_scale_is_resnet12_only_and_left_out_of_ids_at_its_default():
+    with pytest.raises(BenchError, match="backbone=conv4 is not resnet12"):
+        parse_method("frn(resnet_scale=true)").config()
+    assert "resnet_scale" not in identity_params(parse_method("frn(backbone=resnet12)").config())
+    on = parse_method("frn(backbone=resnet12,resnet_scale=true)").config()
+    assert identity_params(on)["resnet_scale"] is True

@@ -1,9 +1,10 @@
-"""Every episodic head, in float64, against what its tests used to be blind to:
+"""Every episodic head, in float64, checked where a head's own tests are blind:
 
 - gradients: directional derivatives of the logits and of the training loss with respect to the
   support and the query feature maps, analytic (autograd) against central finite differences,
-  as ``torch.autograd.gradcheck``'s fast mode compares them (a ``.detach()`` on TRM's keys, CTX's values, FRN's
-  auxiliary support term or Matching Networks' FCE output gives a wrong analytic gradient);
+  as ``torch.autograd.gradcheck``'s fast mode compares them (a ``.detach()`` on TRM's keys, CTX's
+  values, FRN's auxiliary support term or Matching Networks' FCE output gives a wrong analytic
+  gradient);
 - label order: support images in shuffled label order and classes with unequal query counts give
   the same logits as the same episode grouped by label (a head that reads the support in storage
   order instead of by label fails), and permuting the queries permutes the logits;

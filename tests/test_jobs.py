@@ -40,8 +40,8 @@ def test_cross_domain_cells_are_a_job_that_never_trains():
 
 
 def test_bad_episode_shape_is_refused_before_any_job_reaches_an_executor(tmp_path, glyph_cache):
-    """A Ray grid used to report a too-large --query from inside a task, after the shared
-    pre-training had run; run_grid checks every cell's shape in the driver first."""
+    """run_grid checks every cell's shape in the driver first: a too-large --query is refused
+    before a Ray task (or the shared pre-training) runs."""
     from bench.core.cells import RunOptions
     from bench.core.config import Cell, MethodSpec, TrainConfig
     from bench.errors import BenchError
@@ -65,7 +65,7 @@ def test_bad_episode_shape_is_refused_before_any_job_reaches_an_executor(tmp_pat
 def test_the_local_loop_loads_the_training_split_once_for_pretraining_and_training(
         tmp_path, glyph_cache, monkeypatch):
     """The pre-training preparation and the training after it share the process's dataset
-    cache (it used to build an adapter of its own and load the training split twice)."""
+    cache: the training split is loaded once."""
     from bench.core.cells import RunOptions
     from bench.execute.driver import run_grid
     from bench.registry import DATASETS

@@ -265,7 +265,8 @@ def test_augmentation_reaches_training_only(tmp_path, monkeypatch):
 
     assert "augment" not in inspect.signature(episodic.evaluate).parameters
     calls = []
-    monkeypatch.setattr(train_cell, "train", lambda *args, **kwargs: calls.append(kwargs["augment"]))
+    monkeypatch.setattr(train_cell, "train",
+                        lambda *args, **kwargs: calls.append(kwargs["augment"]))
     write_image_folder(tmp_path / "data")
     from bench.core.config import Cell, MethodSpec, TrainConfig
 

@@ -25,7 +25,8 @@ def test_plots_where_no_figure_can_go_is_one_line_before_any_table(tmp_path, cap
 def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capsys, monkeypatch, glyph_cache):
     code, captured = run(["run", "--methods", "relationnet(loss=ce,hidden=1000000000000)",
                           "--shots", "1", "--train-episodes", "1", "--test-episodes", "2",
-                          "--threads", "1", "-D", "instances=8", "--query", "5", "--train-query", "5",
+                          "--threads", "1", "-D", "instances=8", "--query", "5",
+                          "--train-query", "5",
                           "--out", str(tmp_path)],
                          capsys, monkeypatch, glyph_cache)
     assert code == 2

@@ -25,7 +25,8 @@ DRAWINGS = 2
 
 
 def drawing_png(seed: int) -> bytes:
-    """A 1-bit 21×21 drawing: black strokes on white, as Omniglot's, and never rotation-symmetric."""
+    """A 1-bit 21×21 drawing: black strokes on white, as Omniglot's, and never
+    rotation-symmetric."""
     pixels = np.ones((21, 21), dtype=bool)
     pixels[2:6, 2:12] = False  # a bar in the top-left makes every rotation distinct
     pixels[8 + seed % 10, 5:18] = False
@@ -234,7 +235,8 @@ def real_characters():
 @pytest.mark.realdata
 def test_real_omniglot_counts_and_splits(real_characters):
     assert [len(real_characters[part]) for part in omniglot.PARTS] == [964, 659]
-    assert all(len(character.files) == 20 for part in real_characters.values() for character in part)
+    assert all(len(character.files) == 20 for part in real_characters.values()
+               for character in part)
     vinyals = omniglot.split_characters(real_characters, "vinyals")
     assert {split: len(members) for split, members in vinyals.items()} == omniglot.VINYALS_SIZES
     lake = omniglot.split_characters(real_characters, "lake")

@@ -65,7 +65,8 @@ def test_eval_rows_have_both_modes_and_equal_accuracies(data):
 
 def test_episode_flops_match_a_hand_count(synthetic):
     """Conv-64F on 28×28: 4 convolutions; TRM head: projections, attention, the dual softmax's
-    column sums, cosine inner products. The counter must see the attention (the CPU's fused kernel has no formula)."""
+    column sums, cosine inner products. The counter must see the attention (the CPU's fused
+    kernel has no formula)."""
     model = build_model(Cell(MethodSpec("trm"), "synthetic", (), 5, 1, 15, 1, 0), 1).eval()
     episodes = fixed_episodes(synthetic, 5, 1, 15, 1, 0)
     embed, head = episode_gflop(model, synthetic, episodes, CPU)

@@ -70,7 +70,7 @@ def test_bad_train_episodes_per_shot(tmp_path, value, message):
         plan_cells(options_for(["--shots", "1,5", "--train-episodes", value], tmp_path))
 
 
-def test_cub_cpu_is_the_issue_19_set(tmp_path):
+def test_cub_cpu_set(tmp_path):
     """protonet, cosine, trm at 5-way 1/5-shot on closer-look 84×84, 15 queries, ≥ 2,000 test
     episodes; the miniImageNet pilot's recipe: pre-training, then one 1-shot model per method."""
     options = options_for(["--preset", "cub-cpu"], tmp_path)
@@ -121,8 +121,8 @@ def test_mini_cpu_shares_one_1_shot_model_per_method(tmp_path):
 
 
 def test_dataset_options_add_to_the_presets_own(tmp_path):
-    """`-D` adds to a preset's dataset options (it used to replace them: `--preset mini-cpu -D
-    source=csv` trained with augmentation on, under other ids than the committed models)."""
+    """`-D` adds to a preset's dataset options, never replaces them (else `--preset mini-cpu -D
+    source=csv` would train with augmentation on, under other ids than the committed models)."""
     plain, _ = plan_cells(options_for(["--preset", "mini-cpu"], tmp_path))
     same, _ = plan_cells(options_for(["--preset", "mini-cpu", "-D", "source=auto"], tmp_path))
     assert [c.training_id for c in same] == [c.training_id for c in plain]

@@ -91,3 +91,92 @@ def test_baseline_without_pretraining_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "add --pretrain-epochs N" in result.stderr and "Traceback" not in result.stderr
     assert len(without_progress(result.stderr)) == 1
+
+
+class Recorder:
+    """A Progress that keeps every pre-training report."""
+
+    def __init__(self):
+        self.reports = []
+
+    def pretrained(self, epoch, total, loss, images_per_second=None):
+        self.reports.append((epoch, total, loss, images_per_second))
+
+
+def test_pretraining_reports_epochs_and_images_per_second(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setattr(pretrain, "PROGRESS_EVERY", 2)  # 5 batches: reports after 2 and 4
+    cell = cell_for("protonet", replace(TRAIN, pretrain_epochs=2))
+    model = build_model(cell, 1, **data_shape(synthetic))
+    recorder = Recorder()
+    pretrain.pretrain_into(model, cell, synthetic, tmp_path, CPU, progress=recorder)
+    epochs = [report[0] for report in recorder.reports]
+    assert epochs == [0, 0.4, 0.8, 1, 1.4, 1.8, 2]
+    assert all(total == 2 for _, total, _, _ in recorder.reports)
+    ends = [report for report in recorder.reports if report[0] in (1, 2)]
+    assert all(loss == loss and rate > 0 for _, _, loss, rate in ends)  # a loss and a rate
+    within = [report for report in recorder.reports if report[0] not in (0, 1, 2)]
+    assert all(loss != loss and rate > 0 for _, _, loss, rate in within)  # nan: mid-epoch
+
+
+def test_bench_run_shows_pretraining_progress(tmp_path, glyph_cache, capsys, monkeypatch):
+    """The local display names the pre-training's epochs and images/s before training starts
+    (the preparation step gets the cell's progress)."""
+    from helpers import run_main
+
+    code, output = run_main(
+        ["run", "--methods", "protonet", "--shots", "1", "--pretrain-epochs", "1",
+         "--train-episodes", "2", "--val-every", "0", "--test-episodes", "10", "--query", "5",
+         "--train-query", "5", "-D", "instances=8", "--threads", "1", "--out",
+         str(tmp_path / "out")], capsys, monkeypatch, glyph_cache)
+    assert code == 0, output.err
+    lines = [line for line in output.err.splitlines() if line.startswith("pretrain ")]
+    assert lines[0].endswith("epoch 0/1")
+    assert "epoch 1/1 loss " in lines[-1] and "images/s" in lines[-1]
+    first_training = next(i for i, line in enumerate(output.err.splitlines())
+                          if line.startswith("train "))
+    assert output.err.splitlines().index(lines[-1]) < first_training
+
+
+def test_ray_view_shows_a_preparation_and_drops_it_when_done(capsys):
+    """A preparation task reports to the Board under its own key: a line per tenth of its
+    epochs (no terminal), a bar labelled "pretrain" (terminal), gone once it is prepared."""
+    import io
+
+    from rich.console import Console
+
+    from bench.execute.jobs import Job
+    from bench.execute.progress import make_bars
+    from bench.execute.ray.progress import BoardProgress, RayView, preparation_board_key
+
+    job = Job((cell_for("protonet"),))
+    key = preparation_board_key("pretrain-abc")
+    entry = {"starts": 1, "label": "the pre-training of protonet", "stage": "pretrain",
+             "done": 1, "total": 2, "status": "loss 2.000, 812 images/s", "where": "h:1"}
+    view = RayView(None, [job])
+    view.update({key: entry})
+    assert "pretrain the pre-training of protonet: epoch 1/2 loss 2.000, 812 images/s" in \
+        capsys.readouterr().err
+    console = Console(width=120, record=True, file=io.StringIO(), force_terminal=True)
+    bars = make_bars(console=console)
+    view = RayView(bars, [job])
+    view.update({key: entry})
+    descriptions = [task.description for task in bars.tasks]
+    assert any(text.startswith("pretrain the pre-training of protonet") for text in descriptions)
+    view.update({key: {**entry, "stage": "prepared"}})
+    assert not any(task.description.startswith("pretrain") for task in bars.tasks)
+
+    sent = []
+
+    class FakeBoard:
+        class report:  # noqa: N801 - mimics an actor method
+            @staticmethod
+            def remote(board_key, update, start=False):
+                sent.append((board_key, update))
+
+    progress = BoardProgress(FakeBoard, key)
+    progress.label = "the pre-training of protonet"
+    progress.pretrained(1, 2, 2.0, 812.4)
+    progress.prepared()
+    assert sent[0] == (key, {"label": "the pre-training of protonet", "stage": "pretrain",
+                             "done": 1, "total": 2, "status": "loss 2.000, 812 images/s"})
+    assert sent[-1] == (key, {"stage": "prepared"})

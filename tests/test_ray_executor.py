@@ -254,3 +254,44 @@ def test_a_stop_says_which_trainings_resume_and_which_restart(tmp_path):
     assert text.startswith("1 of 3 unfinished trainings resume from their checkpoints")
     assert "2 of 3 had no checkpoint yet and start again" in text
     assert kept_trainings([], RunOptions(out_dir=tmp_path)) == "no training was unfinished"
+
+
+def alive(pid: int) -> bool:
+    """A running process (a zombie waiting for its parent to reap it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_stop_while_ray_starts_leaves_no_process_behind(monkeypatch):
+    """Ctrl-C during ray.init: what the start had launched (here a child with a grandchild, as a
+    raylet has its agents) is ended, not left under PID 1, and the stop goes on up."""
+    from bench.core.cells import RaySettings
+    from bench.execute.ray import executor as ray_executor
+
+    started, shut = [], []
+
+    class FakeRay:
+        @staticmethod
+        def init(**kwargs):
+            child = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"])
+            time.sleep(0.3)  # the grandchildren exist
+            started.append((child, ray_executor.descendants(child.pid)))
+            raise KeyboardInterrupt
+
+        @staticmethod
+        def shutdown():
+            shut.append(True)
+
+    monkeypatch.setattr(ray_executor, "import_ray", lambda: FakeRay)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        ray_executor.connect(RaySettings())
+    (child, grandchildren), = started
+    assert shut == [True] and len(grandchildren) == 2
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in grandchildren):
+        assert time.monotonic() < deadline, "a grandchild outlived the abandoned start"
+        time.sleep(0.05)

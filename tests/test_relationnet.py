@@ -103,3 +103,109 @@ def test_feature_maps_at_28_and_84():
             pairs = torch.cat([maps, maps], dim=1)
             assert model.blocks(pairs).shape == (2, 64, after, after)
             assert model.head(maps[:1], torch.tensor([0]), maps, 1).shape == (2, 1)
+
+
+def numpy_blocks_on_batch(blocks, x: np.ndarray) -> np.ndarray:
+    """Conv blocks (3×3 conv, BN, ReLU, [2×2 max-pool]) on a batch [N, C, H, W], each BN
+    normalising by this batch's statistics (mean and biased variance over N, H, W), float64."""
+    for block in blocks:
+        conv, bn = block[0], block[1]
+        weight = conv.weight.detach().double().numpy()
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        height, width = x.shape[2:]
+        out = np.zeros((len(x), weight.shape[0], height, width))
+        for dy in range(3):
+            for dx in range(3):
+                out += np.einsum("oc,nchw->nohw", weight[:, :, dy, dx],
+                                 padded[:, :, dy:dy + height, dx:dx + width])
+        if conv.bias is not None:
+            out += conv.bias.detach().double().numpy()[:, None, None]
+        mean, var = out.mean((0, 2, 3)), out.var((0, 2, 3))
+        out = (out - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5) \
+            * bn.weight.detach().double().numpy()[:, None, None] \
+            + bn.bias.detach().double().numpy()[:, None, None]
+        x = np.maximum(out, 0)
+        if len(block) > 3:  # the 2×2 max-pool
+            h, w = x.shape[2] // 2, x.shape[3] // 2
+            x = x[:, :, :2 * h, :2 * w].reshape(*x.shape[:2], h, 2, w, 2).max((3, 5))
+    return x
+
+
+def batch_statistics_scores(model, support, labels, query) -> np.ndarray:
+    """Pre-sigmoid scores with the relation module normalised by the batch of all the episode's
+    (class, query) pairs, as the official test does (its BatchNorm stays in training mode)."""
+    s, q = support.double().numpy(), query.double().numpy()
+    classes = [s[labels.numpy() == c].sum(0) for c in range(2)]
+    pairs = np.stack([np.concatenate([c, qi]) for qi in q for c in classes])  # query-major
+    maps = numpy_blocks_on_batch(model.blocks, pairs).mean((2, 3))
+    hidden = np.maximum(maps @ model.fc1.weight.detach().double().numpy().T
+                        + model.fc1.bias.detach().double().numpy(), 0)
+    out = hidden @ model.fc2.weight.detach().double().numpy().T \
+        + model.fc2.bias.detach().double().numpy()
+    return out.reshape(len(q), 2)
+
+
+def norm_state(model):
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()
+            if "running" in name or "num_batches" in name}
+
+
+def test_test_bn_batch_is_the_official_test_of_the_head():
+    """test_bn=batch, in eval mode: the relation module's BatchNorm uses the episode's batch
+    statistics (not the running ones), which stay untouched; training mode is unchanged."""
+    support, labels, query = (t.double() if t.is_floating_point() else t for t in features(3))
+    official, plain = relationnet(test_bn="batch").double(), relationnet().double()
+    before = norm_state(official)
+    with torch.no_grad():
+        scores = official.head(support, labels, query, 2).numpy()
+        running = plain.head(support, labels, query, 2).numpy()
+    expected = batch_statistics_scores(official, support, labels, query)
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expected)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(running, 1 / (1 + np.exp(-expected_scores(plain, support, labels,
+                                                                          query))), rtol=1e-10)
+    assert not np.allclose(scores, running, atol=1e-3)
+    after = norm_state(official)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert all(not m.training and m.track_running_stats for m in official.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
+    official.train(), plain.train()
+    with torch.no_grad():  # in training both use batch statistics: the same scores
+        np.testing.assert_allclose(official.head(support, labels, query, 2).numpy(),
+                                   plain.head(support, labels, query, 2).numpy(), rtol=1e-12)
+
+
+def test_test_bn_batch_reference_value_of_the_whole_model():
+    """The official test on seeded float64 images: the encoder embeds the support images as one
+    batch and the query images as another, each BatchNorm by its batch's statistics, then the
+    relation module on the batch of pairs; the running statistics stay as they were, and
+    evaluation embeds each episode on its own (no cache)."""
+    model = relationnet(test_bn="batch").double()
+    assert model.needs_images and not relationnet().needs_images
+    with torch.no_grad():
+        for norm in (m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-0.1, 0.1)
+            norm.running_var.uniform_(0.5, 2.0)
+    rng = np.random.default_rng(5)
+    support_images = torch.from_numpy(rng.normal(size=(4, 1, 16, 16)))  # → 64×4×4 maps
+    query_images = torch.from_numpy(rng.normal(size=(3, 1, 16, 16)))
+    labels = torch.tensor([0, 1, 0, 1])
+    before = norm_state(model)
+    with torch.no_grad():
+        scores = model(support_images, labels, query_images, 2).numpy()
+        cached = model.head(model.embed(support_images), labels, model.embed(query_images), 2)
+    support_maps, query_maps = (torch.from_numpy(numpy_blocks_on_batch(model.backbone,
+                                                                       images.numpy()))
+                                for images in (support_images, query_images))
+    expected = batch_statistics_scores(model, support_maps, labels, query_maps)
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expected)), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(scores, cached.numpy(), atol=1e-3)  # the encoder's statistics matter
+    after = norm_state(model)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_test_bn_is_left_out_of_ids_at_its_default():
+    from bench.core.config import identity_params, parse_method
+
+    assert "test_bn" not in identity_params(parse_method("relationnet").config())
+    assert identity_params(parse_method("relationnet(test_bn=batch)").config())["test_bn"] \
+        == "batch"

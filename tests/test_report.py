@@ -1,4 +1,5 @@
-"""bench.report.summary, bench.report.tables, bench.report.plots and `bench report` on the checked-in example results."""
+"""bench.report.summary, bench.report.tables, bench.report.plots and `bench report` on the
+checked-in example results."""
 
 import io
 import json
@@ -60,7 +61,7 @@ def test_rows_of_different_experiments_are_not_pooled(frame, tmp_path, monkeypat
     assert ("protonet", 5) not in summary.index
     assert summary.loc[("protonet", 1), "n_seeds"] == 2  # the 1-shot cell is one experiment
     assert summary.loc[("trm", 5), "n_seeds"] == 2
-    assert {key[0] for key in check.cell_accuracies(edited)} == {
+    assert {key[0] for key in check.cell_runs(edited)} == {
         "trm", "cosine", "protonet", "protonet [train.shot=1]", "protonet [train.shot=5]"}
     with pytest.raises(BenchError, match=r"protonet \[train.shot=5\] and protonet "
                                          r"\[train.shot=1\] in glyphs 5-way 5-shot were "
@@ -395,8 +396,8 @@ def test_cross_domain_rows_are_their_own_dataset_in_reports():
 
 
 def test_bars_of_one_dataset_under_two_splits(frame, tmp_path):
-    """One method on one dataset under two splits (mini-imagenet with and without augmentation)
-    used to fail the bar figure (duplicate labels): each split is a group of its own."""
+    """One method on one dataset under two splits (mini-imagenet with and without augmentation):
+    each split is a group of its own in the bar figure (one group would repeat labels)."""
     other = frame.assign(split="standard (augment=off)", cell_id=frame["cell_id"] + "x")
     paths = plots.write_plots(pd.concat([frame, other], ignore_index=True), tmp_path)
     assert any(path.name == "bars_5way_1shot.png" for path in paths)

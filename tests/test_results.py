@@ -69,8 +69,8 @@ def test_a_file_with_unknown_columns_is_not_appended_to(tmp_path):
     ("garbage,1,2", "3 fields, the header has"),
 ])
 def test_the_damaged_line_named_is_the_damaged_line(tmp_path, garbage, reason):
-    """Garbage inserted as line 3: the error names line 3 (an open quote used to make it say
-    line 4, a good row, which the advice then deleted)."""
+    """Garbage inserted as line 3: the error names line 3, also after an open quote (naming
+    line 4, a good row, would have the advice delete it)."""
     import shutil
 
     copy = tmp_path / "copy"

@@ -14,7 +14,8 @@ def test_one_way_for_every_cell_or_one_per_shot():
 
 @pytest.mark.parametrize("text, message", [("1:30,5", "'5' is not SHOT:WAY"),
                                            ("1:x", "'1:x' is not SHOT:WAY"),
-                                           ("1:0", "must be at least 2"), ("1:1", "must be at least 2")])
+                                           ("1:0", "must be at least 2"),
+                                           ("1:1", "must be at least 2")])
 def test_bad_per_shot_ways_are_one_line_errors(text, message):
     with pytest.raises(BenchError, match=message):
         per_shot_ways(text)

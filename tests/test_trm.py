@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from bench.methods._attention import DualSoftmaxAttention
-from bench.methods.trm import TaskRelatedMetric, class_maps, class_positions
+from bench.methods.trm import TaskRelatedMetric, class_maps
 
 CHANNELS, ATTN_DIM, SIDE = 6, 4, 2
 
@@ -232,10 +232,9 @@ def test_training_keeps_only_one_chunk_of_weights():
 def test_k_shot_key_sets():
     support = torch.randn(15, 64, 7, 7)
     labels = torch.arange(5).repeat_interleave(3)
-    keys = class_positions(support, labels, 5)
-    assert keys.shape == (5, 3 * 49, 64)
-    torch.testing.assert_close(keys[2, :49], support[6].flatten(1).T)
-    assert class_maps(support, labels, 5).shape == (5, 3, 49, 64)
+    maps = class_maps(support, labels, 5)
+    assert maps.shape == (5, 3, 49, 64)
+    torch.testing.assert_close(maps[2, 0], support[6].flatten(1).T)
 
 
 def test_attention_rows_of_dual_weights_sum_to_at_most_one():

@@ -21,11 +21,21 @@ def cli() -> None:
 
 
 @cli.command("list")
-def list_command() -> None:
-    """Print the registered methods and datasets with their parameters and defaults."""
-    from bench.cli.listing import print_registry
+@click.option("--format", "output_format", type=click.Choice(["rich", "markdown"]),
+              default="rich", show_default=True,
+              help="rich: tables for the terminal; markdown: GitHub tables, the generated blocks "
+                   "of docs/methods.md and docs/presets.md (scripts/list_tables.py fills them).")
+@click.option("--only", type=click.Choice(["methods", "datasets", "presets"]), default=None,
+              help="Print one table [default: methods, datasets and presets].")
+def list_command(output_format: str, only: str | None) -> None:
+    """Print the registered methods and datasets with their parameters and defaults, and the
+    presets with what they set."""
+    from bench.cli.listing import markdown, print_registry
 
-    print_registry()
+    if output_format == "markdown":
+        click.echo(markdown(only), nl=False)
+    else:
+        print_registry(only)
 
 
 def _attach_commands() -> None:

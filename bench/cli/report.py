@@ -1,6 +1,6 @@
-"""The `bench report` and `bench check` commands: thin wrappers over bench.report.tables, bench.report.plots and
-bench.report.check. Both only read results. pandas, scipy and matplotlib are imported inside the commands
-so that `bench --help` stays fast; torch is never imported.
+"""The `bench report` and `bench check` commands: thin wrappers over bench.report.tables,
+bench.report.plots and bench.report.check. Both only read results. pandas, scipy and matplotlib
+are imported inside the commands so that `bench --help` stays fast; torch is never imported.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def power_option(text) -> float | None:
 @click.option("--baseline", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Committed baseline results CSV, e.g. results/baselines/ci.csv.")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
-              help=f"Fresh results file or run directory (repeatable) [default: {DEFAULT_RESULTS}].")
+              help="Fresh results file or run directory (repeatable) "
+                   f"[default: {DEFAULT_RESULTS}].")
 @click.option("--update", is_flag=True,
               help="Rewrite the baseline from the fresh results instead (prints what changes; "
                    "refuses to drop or worsen a cell without --accept-losses).")

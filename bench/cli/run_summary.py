@@ -38,12 +38,18 @@ def training_seconds(rows) -> float:
 
 
 def summary_tables(frame) -> list:
-    """One rich table per (training dataset, tested dataset, way): methods × shots; several
-    seeds: one line per seed."""
-    from rich.markup import escape
-    from rich.table import Table
+    """The rich tables of ``summary_grids``."""
+    from bench.report.tables import to_rich
 
-    tables = []
+    return [to_rich(grid) for grid in summary_grids(frame)]
+
+
+def summary_grids(frame) -> list:
+    """One Grid (bench.report.tables) per (training dataset, tested dataset, way): methods ×
+    shots and the training time; several seeds: one line per seed."""
+    from bench.report.tables import Grid, acc_text, group_title
+
+    grids = []
     frame = frame.assign(train_dataset=frame["train_dataset"].fillna(frame["dataset"])
                          if "train_dataset" in frame else frame["dataset"])
     for (trained, tested, way), group in frame.groupby(["train_dataset", "dataset", "way"],
@@ -55,24 +61,20 @@ def summary_tables(frame) -> list:
         caption = ("one line per training run (seed); each ± covers that run's test episodes: "
                    "`bench report` gives the mean and CI over runs" if several else
                    "one training run: the ± covers its test episodes")
-        table = Table(title=f"{dataset}, {way}-way: accuracy % ± 95% CI "
-                            f"({int(group['test_episodes'].iloc[0])} test episodes)",
-                      caption=caption)
-        table.add_column("method", overflow="fold")
-        if several:
-            table.add_column("seed", justify="right", no_wrap=True)
-        for shot in shots:
-            table.add_column(f"{shot}-shot", justify="right", no_wrap=True)
-        table.add_column("train time", justify="right", no_wrap=True)
+        title = (f"{group_title({'dataset': dataset, 'way': way})}: accuracy % ± 95% CI "
+                 f"({int(group['test_episodes'].iloc[0])} test episodes)")
+        header = ["method", *(["seed"] if several else []),
+                  *(f"{shot}-shot" for shot in shots), "train time"]
+        lines = []
         for method, rows in group.groupby("method", sort=False):
             texts = []
             for shot in shots:
                 hit = rows[rows["shot"] == shot]
-                texts.append("\n".join(" / ".join(f"{r.acc:.2f} ± {r.ci95:.2f}" for r in
+                texts.append("\n".join(" / ".join(acc_text(r.acc, r.ci95) for r in
                                                    hit[hit["seed"] == seed].itertuples()) or "-"
                                         for seed in seeds))
             labels = ["\n".join(map(str, seeds))] if several else []
-            table.add_row(escape(str(method)), *labels, *texts,
-                          f"{training_seconds(rows):.0f} s", end_section=several)
-        tables.append(table)
-    return tables
+            lines.append([(text, False) for text in (str(method), *labels, *texts,
+                                                     f"{training_seconds(rows):.0f} s")])
+        grids.append(Grid(title, header, lines, [caption], sections=several))
+    return grids

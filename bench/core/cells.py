@@ -65,17 +65,34 @@ class RunOptions:
         return self.storage or self.out_dir
 
 
-def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
-    cls = DATASETS.get(cell.dataset)
-    return cls(cell.dataset_config(), options.data_root, options.cache_dir, options.download)
+def dataset_adapter(dataset: str, config, root: Path | None, options: RunOptions
+                    ) -> DatasetAdapter:
+    """A new adapter of the registered ``dataset`` with its ``config``, reading ``root`` (the
+    cache folder and the download permission come from ``options``)."""
+    return DATASETS.get(dataset)(config, root, options.cache_dir, options.download)
 
 
-def adapter_for(cell: Cell, options: RunOptions, adapters: dict) -> DatasetAdapter:
-    """The cell's dataset adapter, loaded once per process (``adapters`` is the cache)."""
-    key = (cell.dataset, cell.dataset_params)
-    if key not in adapters:
-        adapters[key] = load_adapter(cell, options)
+def adapter_for(cell: Cell, options: RunOptions, adapters: dict, tested: bool = False
+                ) -> DatasetAdapter:
+    """The adapter of the dataset the cell trains on, or (``tested``) of the one it is tested on,
+    loaded once per process: ``adapters`` is the cache, keyed by dataset, options and root. A
+    cross-domain cell's test dataset reads --test-data-root, else --data-root."""
+    if tested and cell.test_dataset:
+        root = options.test_data_root or options.data_root
+        key = (cell.test_dataset, cell.test_dataset_params, root)
+        if key not in adapters:
+            adapters[key] = dataset_adapter(cell.test_dataset, cell.tested_config(), root, options)
+    else:
+        key = (cell.dataset, cell.dataset_params, options.data_root)
+        if key not in adapters:
+            adapters[key] = dataset_adapter(cell.dataset, cell.dataset_config(),
+                                            options.data_root, options)
     return adapters[key]
+
+
+def load_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
+    """A new adapter of the dataset the cell trains on (no cache)."""
+    return adapter_for(cell, options, {})
 
 
 def check_cell(cell: Cell, adapter: DatasetAdapter) -> None:

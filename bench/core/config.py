@@ -1,21 +1,20 @@
 """What defines one result cell, resolved and hashable.
 
 A cell is (method with its parameters, dataset with its options, way, shot, query, test episodes,
-seed, test-episode seed, training settings). Its resolved configuration is stored with its results row, and its
-``cell_id`` (a hash of that configuration) names its per-episode file, log and checkpoint, so a
-rerun can tell a finished cell from a new one.
+seed, test-episode seed, training settings). Its resolved configuration is stored with its
+results row, and its ``cell_id`` (a hash of that configuration) names its per-episode file, log
+and checkpoint, so a rerun can tell a finished cell from a new one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import asdict, dataclass, field
 
 from bench.core.precision import PRECISIONS
 from bench.errors import BenchError
 from bench.registry import DATASETS, METHODS, build_config
+from bench.results import digest
 
 # Training settings that `CellConfig.training` leaves out of a config while they hold these values,
 # so the ids of cells from before the setting existed stay valid. Readers of stored configs
@@ -36,18 +35,19 @@ class TrainConfig:
     val_every: int = 100  # episodes between validations (0: no validation)
     val_episodes: int = 100
     checkpoint_every: int = 100  # episodes between resumable checkpoints (0: none)
-    # Training arithmetic as resolved (`--precision auto` becomes one of these, bench.core.precision):
-    # fp32, or bf16 autocast (evaluation is fp32).
+    # Training arithmetic as resolved (`--precision auto` becomes one of these,
+    # bench.core.precision): fp32, or bf16 autocast (evaluation is fp32).
     precision: str = "fp32"
     # Supervised pre-training of the backbone on all base classes before episodic training
-    # (bench.train.pretrain): epochs over the training split (0: none), batch size, Adam learning rate.
+    # (bench.train.pretrain): epochs over the training split (0: none), batch size, Adam learning
+    # rate.
     # Chen et al. 2019: batch 16, Adam 1e-3, 400 epochs on miniImageNet, 5 on Omniglot.
     pretrain_epochs: int = 0
     pretrain_batch: int = 16
     pretrain_lr: float = 1e-3
-    # The budget rule (``bench.train.runner.plateaued``): stop at a validation once the best validation
-    # accuracy has risen by no more than ``plateau_delta`` points over the last ``plateau_window``
-    # training episodes; ``episodes`` is then the cap. 0: train all ``episodes``.
+    # The budget rule (``bench.train.runner.plateaued``): stop at a validation once the best
+    # validation accuracy has risen by no more than ``plateau_delta`` points over the last
+    # ``plateau_window`` training episodes; ``episodes`` is then the cap. 0: train all ``episodes``.
     plateau_window: int = 0
     plateau_delta: float = 0.5
 
@@ -169,10 +169,6 @@ def identity_params(config) -> dict:
     return params
 
 
-def _digest(value: dict) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class Cell:
     method: MethodSpec
@@ -258,12 +254,12 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return _digest(self.resolved())
+        return digest(self.resolved())
 
     @property
     def training_id(self) -> str:
         """Cells with the same training_id share one trained model (e.g. 5- and 20-way tests)."""
-        return _digest(self.training())
+        return digest(self.training())
 
     def describe(self) -> str:
         datasets = self.dataset + (f"→{self.test_dataset}" if self.test_dataset else "")

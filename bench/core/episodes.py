@@ -1,4 +1,5 @@
-"""Episodes: sampled by learn2learn (Taskset = TaskDataset), seeded by the harness, fixed and hashed for testing.
+"""Episodes: sampled by learn2learn (Taskset = TaskDataset), seeded by the harness, fixed and
+hashed for testing.
 
 learn2learn's task transforms (NWays, KShots) draw from Python's global ``random`` module, so
 seeding torch does not fix its episodes. Each sampler here owns a ``random.Random`` and swaps its
@@ -157,7 +158,8 @@ class EpisodeList:
 
 def fixed_episodes(image_set: ImageSet, way: int, shot: int, query: int, count: int,
                    seed: int) -> EpisodeList:
-    """The test episodes of (dataset split, way, shot, query, count, seed): same for every method."""
+    """The test episodes of (dataset split, way, shot, query, count, seed): the same for every
+    method."""
     if not isinstance(count, (int, np.integer)) or count < 1:
         raise BenchError(f"the number of test episodes must be a positive integer, got {count!r}")
     key = (image_set.name, image_set.fingerprint(), way, shot, query, count, seed)

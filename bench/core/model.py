@@ -23,9 +23,11 @@ class Progress:
 
     def evaluated(self, done: int, total: int) -> None: ...
 
-    def pretrained(self, epoch: int, total: int, loss: float) -> None:
-        """Supervised pre-training (bench.train.pretrain) finished ``epoch`` of ``total`` epochs
-        (epoch 0: it starts; loss nan)."""
+    def pretrained(self, epoch: float, total: int, loss: float,
+                   images_per_second: float | None = None) -> None:
+        """Supervised pre-training (bench.train.pretrain) has done ``epoch`` of ``total`` epochs:
+        0 when it starts, a fraction during an epoch (loss nan), a whole number with the
+        epoch's mean loss when one ends; ``images_per_second`` since this run of it started."""
 
 
 class NumericalFault(RuntimeError):

@@ -63,7 +63,7 @@ def load_model(path: Path, cell: Cell, model, train_data: str | None = None) -> 
 
 
 def stored_data_shape(path: Path, cell: Cell) -> dict:
-    """The training data's shape a stored model was built for (``bench.train.runner.data_shape``;
+    """The training data's shape a stored model was built for (``bench.core.model.data_shape``;
     empty for models stored before it was recorded)."""
     return read_cell_payload(path, cell, "trained model").get("data_shape", {})
 

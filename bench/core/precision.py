@@ -3,7 +3,7 @@
 bfloat16 autocast pays off only on hardware with bf16 arithmetic: CUDA GPUs that support it
 (compute capability 8.0 and later) and CPUs with AMX or AVX512-BF16. Elsewhere PyTorch emulates
 it and a training step gets slower, not faster (measured on an AVX-512 Xeon without AMX: a 2048²
-matmul at 142 GFLOP/s in fp32, 33 in bf16; issue 14). ``auto`` therefore resolves, once per run,
+matmul at 142 GFLOP/s in fp32, 33 in bf16). ``auto`` therefore resolves, once per run,
 to ``bf16`` or ``fp32``; what cells, results rows and training ids record is the resolved value.
 """
 

@@ -15,26 +15,23 @@ the `-T size=N` that fixes it.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from bench.core import models
-from bench.core.cells import CellResult, RunOptions, load_adapter, make_row, stored_model_path
+from bench.core.cells import CellResult, RunOptions, adapter_for, stored_model_path
 from bench.core.config import Cell
-from bench.core.episodes import check_episode_shape, fixed_episodes
+from bench.core.episodes import check_episode_shape
 from bench.core.model import Progress, build_model
-from bench.data import DatasetAdapter
 from bench.errors import BenchError
-from bench.evaluate.episodic import evaluate
+from bench.evaluate.cell import cell_episodes, measure
 from bench.registry import DATASETS
 
 
-def check_no_shared_classes(cell: Cell, test_set, options: RunOptions) -> None:
+def check_no_shared_classes(cell: Cell, test_set, options: RunOptions, adapters: dict) -> None:
     """One dataset under two options (cub's closer-look vs frn) may share classes: FRN's test
     classes are all closer-look training classes. A model tested on classes it trained on is not
     few-shot, so that is refused."""
-    trained_on = set(load_adapter(cell, options).load("train").class_names)
+    trained_on = set(adapter_for(cell, options, adapters).load("train").class_names)
     shared = sorted(trained_on & set(test_set.class_names))
     if shared:
         raise BenchError(f"{len(shared)} of the {test_set.n_classes} test classes of "
@@ -42,35 +39,22 @@ def check_no_shared_classes(cell: Cell, test_set, options: RunOptions) -> None:
                          "test on a split whose test classes the training split lacks")
 
 
-def test_adapter(cell: Cell, options: RunOptions) -> DatasetAdapter:
-    cls = DATASETS.get(cell.test_dataset)
-    return cls(cell.tested_config(), options.test_data_root or options.data_root,
-               options.cache_dir, options.download)
-
-
 def evaluate_cross_cell(cell: Cell, adapters: dict, options: RunOptions,
                         progress: Progress) -> CellResult:
     """Evaluate the stored model on the test dataset's test split (the caller writes the
     result, as for any cell)."""
-    key = ("test", cell.test_dataset, cell.test_dataset_params)
-    if key not in adapters:
-        adapters[key] = test_adapter(cell, options)
-    test_set = adapters[key].load("test")
+    adapter = adapter_for(cell, options, adapters, tested=True)
+    test_set = adapter.load("test")
     if cell.test_dataset == cell.dataset:
-        check_no_shared_classes(cell, test_set, options)
+        check_no_shared_classes(cell, test_set, options, adapters)
     check_episode_shape(test_set, cell.way, cell.shot, cell.query)
-    episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query, cell.test_episodes,
-                              cell.episode_seed)
-    device = torch.device(options.device)
+    episodes = cell_episodes(cell, test_set)
     torch.manual_seed(cell.seed)
     path = stored_model_path(cell, options)
     if not path.exists():  # deleted since check_cross_cells
         raise BenchError(f"the trained model {path} of {cell.describe()} is gone; train it again")
     model = build_model(cell, DATASETS.get(cell.dataset).channels,
-                        **models.stored_data_shape(path, cell)).to(device)
+                        **models.stored_data_shape(path, cell)).to(torch.device(options.device))
     trained = models.load_model(path, cell, model)
-    start = time.perf_counter()
-    accuracies = evaluate(model, test_set, episodes, device, progress=progress)
-    row = make_row(cell, accuracies, episodes.hash, trained, time.perf_counter() - start, options,
-                   adapters[key].split_deviation())
-    return CellResult(cell, row, accuracies, trained["log"])
+    return measure(cell, model, trained, test_set, episodes, options, progress,
+                   adapter.split_deviation())

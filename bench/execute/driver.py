@@ -33,9 +33,10 @@ def run_grid(cells: list[Cell], options: RunOptions, progress_for=None,
              should_stop=lambda: False, executor=None) -> GridOutcome:
     """Run every cell; ``progress_for(cell)`` gives each cell's Progress.
 
-    The cells become jobs, one per training (bench.execute.jobs); ``executor`` (bench.execute.ray.executor)
-    runs them elsewhere, else they run here one after the other. Either way each finished cell
-    comes back as a CellResult that this process writes (``record``) the moment it arrives."""
+    The cells become jobs, one per training (bench.execute.jobs); ``executor``
+    (bench.execute.ray.executor) runs them elsewhere, else they run here one after the other.
+    Either way each finished cell comes back as a CellResult that this process writes
+    (``record``) the moment it arrives."""
     outcome, adapters = GridOutcome(), {}
     finished = results.finished_rows(options.out_dir)
     if not options.force:

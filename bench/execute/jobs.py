@@ -5,24 +5,21 @@ tests of one training), in the grid's order; its first cell trains (or resumes f
 checkpoint, or loads the stored model), the others load the model it stored. ``run_job`` is a
 pure function of the job and the run's options: it reads data, writes only models, checkpoints
 and locks under the storage directory, and yields one CellResult per cell, which the driver
-writes. Executors differ only in where ``run_job`` runs (bench.execute.driver.run_grid: here, one job after
-the other; bench.execute.ray.executor: one Ray task per job) and in how its results come back.
+writes. Executors differ only in where ``run_job`` runs (bench.execute.driver.run_grid: here,
+one job after the other; bench.execute.ray.executor: one Ray task per job) and in how its
+results come back.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import torch
-
-from bench.core.cells import CellResult, RunOptions, adapter_for, check_cell, make_row
+from bench.core.cells import CellResult, RunOptions, adapter_for, check_cell
 from bench.core.config import Cell
-from bench.core.episodes import fixed_episodes
 from bench.core.model import NumericalFault, Progress
 from bench.data import DatasetAdapter
-from bench.evaluate.episodic import evaluate
+from bench.evaluate.cell import cell_episodes, measure
 from bench.interrupt import STOP
 from bench.train.cell import trained_model
 
@@ -61,13 +58,14 @@ class Preparation:
     label: str
     function: Callable
     args: tuple = ()
-    takes_adapters: bool = False  # ``function`` accepts the process's dataset cache
+    takes_context: bool = False  # ``function`` accepts ``adapters`` and ``progress``
 
-    def run(self, adapters: dict | None = None) -> None:
-        """``adapters``: the caller's dataset cache, passed on where ``function`` takes it and
-        the caller has one (the local loop; a Ray task has none)."""
-        if self.takes_adapters and adapters is not None:
-            self.function(*self.args, adapters=adapters)
+    def run(self, adapters: dict | None = None, progress: Progress | None = None) -> None:
+        """``adapters``: the caller's dataset cache (the local loop; a Ray task has none);
+        ``progress``: where the step reports (pre-training: epochs and images/s). Both are
+        passed on where ``function`` takes them."""
+        if self.takes_context:
+            self.function(*self.args, adapters=adapters, progress=progress)
         else:
             self.function(*self.args)
 
@@ -83,7 +81,7 @@ def preparations(job: Job, options: RunOptions) -> tuple[Preparation, ...]:
     if not job.trains or not cell.train.pretrain_epochs:
         return ()
     return (Preparation(pretrain.preparation_key(cell), f"the pre-training of {cell.describe()}",
-                        pretrain.prepare, (cell, options, job.retrain), takes_adapters=True),)
+                        pretrain.prepare, (cell, options, job.retrain), takes_context=True),)
 
 
 def plan_jobs(cells: list[Cell], finished: set[str], force: bool) -> tuple[list[Job], list[Cell]]:
@@ -112,7 +110,8 @@ def run_job(job: Job, options: RunOptions, adapters: dict,
     if job.trains:
         for preparation in preparations(job, options):
             with STOP.phase(f"preparing {preparation.label}"):
-                preparation.run(adapters=adapters)
+                preparation.run(adapters=adapters, progress=progress_for(job.cells[0])
+                                if progress_for else None)
     for index, cell in enumerate(job.cells):
         STOP.check()
         progress = progress_for(cell) if progress_for else Progress()
@@ -135,20 +134,12 @@ def evaluate_cell(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
                   is_finished=lambda cell: False) -> CellResult:
     """Train (or load the model trained for an earlier cell), evaluate; writes nothing but the
     model and checkpoints under the storage directory (the caller writes the results)."""
-    device = torch.device(options.device)
     with STOP.phase(f"preparing {cell.describe()}"):
         check_cell(cell, adapter)
         test_set = adapter.load("test")
-        test_episodes = fixed_episodes(test_set, cell.way, cell.shot, cell.query,
-                                       cell.test_episodes, cell.episode_seed)
+        episodes = cell_episodes(cell, test_set)
     model, trained = trained_model(cell, adapter, options, progress, should_stop, retrain)
     if is_finished(cell):
         return CellResult(cell)  # finished by a concurrent run meanwhile
-    start = time.perf_counter()
-    with STOP.phase(f"evaluating {cell.describe()}",
-                    f"its trained model is kept in {options.storage_dir}/models"):
-        accuracies = evaluate(model, test_set, test_episodes, device, progress=progress)
-    eval_seconds = time.perf_counter() - start
-    row = make_row(cell, accuracies, test_episodes.hash, trained, eval_seconds, options,
+    return measure(cell, model, trained, test_set, episodes, options, progress,
                    adapter.split_deviation())
-    return CellResult(cell, row, accuracies, trained["log"])

@@ -32,7 +32,8 @@ def execute(cells: list[Cell], options: RunOptions, threads: int | None = None,
     results.finished_rows(options.out_dir)  # a damaged results file fails before any work
     wanted = {cell.cell_id for cell in cells}
     STOP.summary = lambda: (f"{len(wanted & results.finished_cell_ids(options.out_dir))} of "
-                            f"{len(wanted)} cells finished, in {results.results_path(options.out_dir)}")
+                            f"{len(wanted)} cells finished, in "
+                            f"{results.results_path(options.out_dir)}")
     start = time.perf_counter()
     try:
         with live_progress() as bars, announce_cache_builds(bars):

@@ -105,12 +105,15 @@ class RichProgress(Progress):
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
-    def pretrained(self, epoch, total, loss):
+    def pretrained(self, epoch, total, loss, images_per_second=None):
         if getattr(self, "pretrain_task", None) is None:
             self.pretrain_task = self.bars.add_task(f"pretrain {self.label}", total=total,
                                                     status="")
+        if loss == loss:  # an epoch's end: its loss stays shown until the next one ends
+            self.pretrain_loss = f"loss {loss:.3f}"
         self.bars.update(self.pretrain_task, completed=epoch,
-                         status=f"loss {loss:.3f}" if epoch else "")
+                         status=pretrain_status(getattr(self, "pretrain_loss", ""),
+                                                images_per_second))
 
     def evaluated(self, done, total):
         if self.eval_task is None:
@@ -147,9 +150,18 @@ class LineProgress(Progress):
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
-    def pretrained(self, epoch, total, loss):
+    def pretrained(self, epoch, total, loss, images_per_second=None):
+        if epoch != int(epoch):  # within an epoch: the bars show it, the log waits for its end
+            return
+        epoch = int(epoch)
+        left = self._rate("pretrain", epoch, total) if epoch else ""
+        if not epoch:
+            self.started.pop("pretrain", None)
+            self._rate("pretrain", 0, total)  # starts the clock
+        status = pretrain_status(f"loss {loss:.3f}" if loss == loss else "", images_per_second)
         click.echo(f"pretrain {self.label}: epoch {epoch}/{total}"
-                   + (f" loss {loss:.3f}" if epoch else ""), err=True)
+                   + (f" {status}" if status else "")
+                   + (left.replace("/s", " epochs/s", 1) if left else ""), err=True)
 
     def evaluated(self, done, total):
         if done == 0:
@@ -162,6 +174,12 @@ class LineProgress(Progress):
         elif done % max(100, total // 10) == 0:
             click.echo(f"test  {self.label}: {done}/{total} episodes"
                        f"{self._rate('test', done, total)}", err=True)
+
+
+def pretrain_status(loss_text: str, images_per_second: float | None) -> str:
+    """"loss 2.301, 812 images/s" (either part may be absent)."""
+    rate = f"{images_per_second:.0f} images/s" if images_per_second else ""
+    return ", ".join(part for part in (loss_text, rate) if part)
 
 
 def _clock(seconds: float) -> str:

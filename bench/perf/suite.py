@@ -35,7 +35,7 @@ COLUMNS = {
                 "gflops", "matmul_gflops"],
 }
 COLUMNS["train28"] = COLUMNS["train84"]
-# Omniglot's shape (28×28 grey), every episodic method: the zoo's training-step rows (issue 15)
+# Omniglot's shape (28×28 grey), every episodic method: a training-step row per method
 TRAIN28 = Train84Plan(size=28, channels=1)
 
 

@@ -45,8 +45,9 @@ def load_plain_loop() -> ModuleType:
 
 
 class HarnessLoop:
-    """``bench.train.runner.train`` on ProtoNet, advanced ``episodes`` at a time; with ``prefetch`` its
-    episodes come from one worker process kept open across blocks (``bench run --prefetch``)."""
+    """``bench.train.runner.train`` on ProtoNet, advanced ``episodes`` at a time; with
+    ``prefetch`` its episodes come from one worker process kept open across blocks (``bench run
+    --prefetch``)."""
 
     def __init__(self, images: ImageSet, channels: int, shape: TrainShape, device: torch.device,
                  prefetch: int = 0):

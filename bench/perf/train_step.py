@@ -160,12 +160,13 @@ def episodic_methods() -> tuple[str, ...]:
     return tuple(name for name in METHODS.names() if METHODS.get(name).episodic)
 
 
-TRM_OVER_PROTONET = 3.0  # issue 14: trm's 5-shot step costs at most 3× protonet's
-MATMUL_FRACTION = 0.7  # issue 14: every step at ≥ 70% of the matmul rate at its precision
+TRM_OVER_PROTONET = 3.0  # the goal: trm's 5-shot step costs at most 3× protonet's
+MATMUL_FRACTION = 0.7  # the goal: every step at ≥ 70% of the matmul rate at its precision
 
 
 def train84_checks(frame):
-    """Issue 14's goals on train84 rows: rate against the matmul rate, trm against protonet."""
+    """The training-step goals on train84 rows: rate against the matmul rate, trm against
+    protonet."""
     for row in frame.itertuples():
         yield {"check": f"train84 step GFLOP/s ÷ matmul, {row.method} {row.shot}-shot "
                         f"{row.precision}", "value": row.fraction_of_matmul,

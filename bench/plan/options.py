@@ -74,21 +74,7 @@ def storage_dir(text: str | None) -> Path | None:
 def train_episodes(text) -> dict[int | None, int]:
     """--train-episodes: N for every cell ({None: N}), or SHOT:N,... per training shot, as Chen
     et al. train 60,000 episodes at 1-shot and 40,000 at 5-shot (1:60000,5:40000)."""
-    text = str(text)
-    if ":" not in text:
-        return {None: count_option(text, "--train-episodes", allow_zero=True)}
-    table = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        shot, colon, count = item.partition(":")
-        if not colon:
-            raise BenchError(f"--train-episodes {text!r} mixes N and SHOT:N; write one count, or "
-                             "one per shot, e.g. 1:60000,5:40000")
-        key = int_list(shot, "--train-episodes SHOT")[0]
-        if key in table:
-            raise BenchError(f"--train-episodes gives {key}-shot twice ({text}); give each "
-                             "shot one count")
-        table[key] = count_option(count, "--train-episodes", allow_zero=True)
-    return table
+    return per_shot(text, "--train-episodes", "N", 0, "1:60000,5:40000")
 
 
 def episodes_for(table: dict[int | None, int], shot: int) -> int:
@@ -108,25 +94,44 @@ def per_shot_ways(text: str | None) -> dict[int | None, int]:
     """--train-way: ``30`` for every cell ({None: 30}), or ``1:30,5:20``, a training way per
     test shot (Snell et al. train 1-shot models 30-way, 5-shot models 20-way); a shot not
     listed trains at its test way."""
-    if text is None:
-        return {}
-    if ":" not in str(text):
-        return {None: int_list(text, "--train-way", minimum=2)[0]}
-    ways = {}
-    for item in filter(None, (part.strip() for part in str(text).split(","))):
-        shot, _, way = item.partition(":")
-        try:
-            if int(shot) in ways:
-                raise BenchError(f"--train-way gives {int(shot)}-shot twice ({text}); give each "
-                                 "shot one way")
-            ways[int(shot)] = int(way)
-        except ValueError:
-            raise BenchError(f"--train-way {item!r} is not SHOT:WAY; write e.g. --train-way "
-                             "1:30,5:20 or --train-way 20") from None
-        if ways[int(shot)] < 2:
-            raise BenchError(f"--train-way must be at least 2 (a 1-way task is always 100% "
-                             f"correct), got {way}")
-    return ways
+    return {} if text is None else per_shot(text, "--train-way", "WAY", 2, "1:30,5:20")
+
+
+def per_shot(text, option: str, unit: str, minimum: int, example: str) -> dict[int | None, int]:
+    """One value for every cell ({None: value}), or ``SHOT:VALUE,...``, one per shot ({shot:
+    value}), each value at least ``minimum``: the text of --train-episodes and --train-way
+    (``unit`` names the value in errors; ``example`` is a valid per-shot text)."""
+    text = str(text).strip()
+    if ":" not in text:
+        values = int_list(text, option, minimum, example)
+        if len(values) > 1:
+            raise BenchError(f"{option} takes one {unit}, or SHOT:{unit} per shot, got {text!r}; "
+                             f"write e.g. {option} {example}")
+        return {None: values[0]}
+    table = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        shot, colon, value = item.partition(":")
+        if not colon:
+            raise BenchError(f"{option} {text!r} mixes {unit} and SHOT:{unit}: {item!r} is not "
+                             f"SHOT:{unit}; write one {unit} for every shot, or one per shot, "
+                             f"e.g. {option} {example}")
+        numbers = []
+        for part in (shot, value):
+            try:
+                numbers.append(int(part))
+            except ValueError:
+                raise BenchError(f"{option} {part.strip()!r} is not an integer, so {item!r} is "
+                                 f"not SHOT:{unit}; write e.g. {option} {example}") from None
+        key, number = numbers
+        if key < 1:
+            raise BenchError(f"{option} {item!r}: the shot must be positive, got {key}")
+        if key in table:
+            raise BenchError(f"{option} gives {key}-shot twice ({text}); give each shot one "
+                             f"{unit}")
+        if number < minimum:
+            raise BenchError(f"{option} must be {_at_least(minimum)}, got {number}")
+        table[key] = number
+    return table
 
 
 def count_option(text: str, option: str, allow_zero: bool = False) -> int:

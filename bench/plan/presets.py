@@ -114,7 +114,7 @@ PRESETS: dict[str, dict] = {
                  "augmentation on: 40 passes over a small set), then one 5-way 1-shot 15-query "
                  "episodic model per method, 3000 episodes, best of 3 validations on 200 "
                  "episodes, tested at 1- and 5-shot on 2,000 episodes of 15 queries (budget: "
-                 "the README's CUB section)",
+                 "docs/reference-results.md, CUB-200-2011)",
         "options": {**_CUB, "methods": "protonet(temperature=64),cosine,trm",
                     "train_way": "5", "train_shot": "1", "train_query": "15",
                     "train_episodes": "3000", "lr_step": 2000, "lr_gamma": 0.5,

@@ -31,7 +31,8 @@ SHORT = {"method_params.backbone": "backbone", "method_params.temperature": "tem
          "train.query": "training query", "train.lr": "lr", "train.lr_step": "lr step",
          "dataset_params.augment": "augmentation"}
 VERDICTS = ("**ahead** / **behind**: the paired t-test over training runs (Holm-adjusted over the "
-            "set's comparisons) gives p < 0.05 in that direction; **not established**: it does not; "
+            "set's comparisons) gives p < 0.05 in that direction; **not established**: it does "
+            "not; "
             "**one run only**: the set has one training run of the pair, so nothing is claimed "
             "over runs (\"ahead\"/\"behind\"/\"level\" then describes that run's test episodes "
             "only).")

@@ -100,11 +100,6 @@ class CellCheck:
                 f"(allowed {self.allowed:.2f}, {self.rule})")
 
 
-def cell_accuracies(frame) -> dict:
-    """{cell key: (acc, ci95)} over seeds: mean accuracy, CI of that mean from the seeds' CIs."""
-    return {key: value[:2] for key, value in cell_runs(frame).items()}
-
-
 def cell_runs(frame) -> dict:
     """{cell key: (acc, ci95, seeds, between-run SD)}: the mean of the per-seed accuracies, the
     episode CI of that mean from the seeds' CIs, the number of seeds and the SD of their

@@ -89,7 +89,8 @@ def compare(frame, reference: str, against=None, ci_method: str = "normal",
     methods = sorted(frame["method"].unique())
     for name in [reference, *(against or [])]:
         if name not in methods:
-            raise BenchError(f"method {name!r} is not in the results; methods: {', '.join(methods)}")
+            raise BenchError(f"method {name!r} is not in the results; methods: "
+                             f"{', '.join(methods)}")
     others = [m for m in (against or methods) if m != reference]
     rows, refused, partial = [], _tables_without(frame, reference), []
     reference_cells = frame[frame["method"] == reference]

@@ -55,8 +55,8 @@ def _setting(key: dict, summary) -> list[str]:
 def accuracy_vs_shots_figure(summary, key: dict, colors: dict | None = None):
     """Accuracy (%) vs shots, one line with 95% CI bars per method, for one (dataset, way).
 
-    ``summary``: from ``bench.report.summary.summarize``; ``key``: {"dataset": ..., "way": ...}, plus
-    "split"/"backbone" where the summary holds several.
+    ``summary``: from ``bench.report.summary.summarize``; ``key``: {"dataset": ..., "way": ...},
+    plus "split"/"backbone" where the summary holds several.
     """
     colors = colors or method_colors(summary["method"])
     table = summary

@@ -9,7 +9,8 @@ cell is one (dataset, split, way, method (backbone), shot); its rows are trainin
   that run's test episodes) and its ± is the 95% CI over runs (Student t on the S per-seed values,
   S − 1 degrees of freedom), which covers both sources. ``episode_ci95`` (the CI of the pooled
   episodes, which covers episode sampling only), ``between_sd`` (SD of the per-seed accuracies)
-  and ``within_se`` (a run's episode standard error, root mean square over the seeds) stay beside it.
+  and ``within_se`` (a run's episode standard error, root mean square over the seeds) stay beside
+  it.
 - **S = 1**: no interval over runs exists; the ± is the episode CI of the one run
   (``ci_level`` = "episodes").
 

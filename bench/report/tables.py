@@ -1,7 +1,8 @@
 """Rendering of `bench report` tables: markdown, LaTeX, CSV (plain text, pipeable) and rich.
 
-Input is what ``bench.report.summary`` computes (``summarize``'s frame, a ``Comparison``); nothing here
-reads files or does statistics.
+Input is what ``bench.report.summary`` computes (``summarize``'s frame, a ``Comparison``);
+nothing here reads files or does statistics. `bench run`'s closing tables
+(``bench.cli.run_summary``) are Grids too, printed by ``to_rich``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from bench import stats
 from bench.report.rows import GROUP_KEYS
 
-FORMATS = ("table", "markdown", "latex", "csv")
 CI_WORDS = {"normal": "1.96 x SD / sqrt(N)", "t": "t(0.975, N-1) x SD / sqrt(N)"}
 
 
@@ -28,6 +28,7 @@ class Grid:
     label_columns: int = 1  # leading columns of text (left-aligned); the rest are numbers
     # number columns that a narrow terminal may wrap between words (never inside a word)
     wrap_columns: tuple = ()
+    sections: bool = False  # rows apart (rich: a blank line), for rows of several lines
 
 
 def group_title(key: dict) -> str:
@@ -51,11 +52,16 @@ def _counts_note(table) -> str:
     return note + (", except " + "; ".join(exceptions) if exceptions else "") + "."
 
 
+def acc_text(acc: float, ci95: float) -> str:
+    """``94.71 ± 0.52``: an accuracy and its 95% CI half-width, in percent."""
+    return f"{acc:.2f} ± {ci95:.2f}"
+
+
 def value_text(row) -> str:
     """``94.71 ± 0.52 (6 runs)``: the cell's accuracy, its ± and how many training runs it has."""
     marks = ("†" if getattr(row, "from_csv", False) else "") + (
         "‡" if getattr(row, "within_run_lead", False) else "")
-    return f"{row.acc:.2f} ± {row.ci95:.2f} ({_runs(row.n_seeds)}){marks}"
+    return f"{acc_text(row.acc, row.ci95)} ({_runs(row.n_seeds)}){marks}"
 
 
 def _smallest_signflip(seeds) -> str:
@@ -212,11 +218,11 @@ def comparison_grids(comparison) -> list[Grid]:
         f"runs (no normality assumed; smallest possible p is 2/2^S"
         + (f": {_smallest_signflip(seeds)}" if len(seeds) else "") + "); won: in how many "
         f"of the S runs {reference} scored higher (a tie counts one half), of S.",
-        _holm_words(len(seeds), len(table) - len(seeds)) + ". Verdict: ahead or behind where the paired "
-        "t-test over runs is significant after Holm (p < 0.05), else not established; with one run, "
-        "\"one run only:\" and what the episode-level test shows within that run (nothing over "
-        "runs). A t-test over runs whose "
-        "differences are all equal is undefined (–): no claim is made on it."]
+        _holm_words(len(seeds), len(table) - len(seeds)) + ". Verdict: ahead or behind where "
+        "the paired t-test over runs is significant after Holm (p < 0.05), else not established; "
+        "with one run, \"one run only:\" and what the episode-level test shows within that run "
+        "(nothing over runs). A t-test over runs whose differences are all equal is undefined "
+        "(–): no claim is made on it."]
     if (table["level"] != "seeds").any():
         notes.insert(1, "1 run (within one training run): one seed pairs, so the ± and p are the "
                      "paired t-test over that run's test episodes; they say nothing about another "
@@ -288,7 +294,7 @@ def to_rich(grid: Grid):
                          overflow="ellipsis" if number else "fold")
     for row in grid.rows:
         table.add_row(*(f"[bold]{escape(text)}[/bold]" if bold else escape(text)
-                        for text, bold in row))
+                        for text, bold in row), end_section=grid.sections)
     return table
 
 

@@ -38,9 +38,9 @@ def trained_model(cell: Cell, adapter: DatasetAdapter, options: RunOptions, prog
     with results.locked(options.storage_dir, f"locks/{cell.training_id}.lock"):
         if stored.exists() and not retrain:
             return model, models.load_model(stored, cell, model, train_data)
-        # --force retrains a shared pre-training once, in its preparation (bench.execute.jobs), which
-        # runs before this, in another process on Ray: here it is only loaded (or trained if
-        # absent).
+        # --force retrains a shared pre-training once, in its preparation (bench.execute.jobs),
+        # which runs before this, in another process on Ray: here it is only loaded (or trained
+        # if absent).
         pretrained = pretrain_into(model, cell, train_set, options.storage_dir, device,
                                    adapter.train_augmentation(), should_stop, False, progress)
         trained = {**train_cell(cell, model, adapter, options, progress, should_stop, retrain),

@@ -19,8 +19,6 @@ loaded it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,27 +34,16 @@ from bench.core.model import NumericalFault, Progress, to_float
 from bench.core.models import read_payload, write_payload
 from bench.data import ImageSet
 from bench.interrupt import STOP, Stopped
+from bench.methods._finetune import CosineClassifier
 from bench.methods.backbones import backbone_channels, make_backbone
+from bench.results import digest
 
 CHECKPOINT_EVERY = 200  # batches between resumable checkpoints
+PROGRESS_EVERY = 10  # batches between progress reports within an epoch
 
 
 class PretrainInterrupted(Stopped):
     """Pre-training stopped on a signal after saving its checkpoint."""
-
-
-class CosineClassifier(nn.Module):
-    """Baseline++'s classifier (Chen et al. 2019): s · x̂ · w_c with w_c = g_c v_c / ‖v_c‖
-    (weight normalisation: a learnable norm per class), s = 2 for ≤ 200 classes, else 10."""
-
-    def __init__(self, features: int, classes: int):
-        super().__init__()
-        self.linear = nn.utils.parametrizations.weight_norm(
-            nn.Linear(features, classes, bias=False), dim=0)
-        self.scale = 2.0 if classes <= 200 else 10.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.linear(x / (x.norm(dim=1, keepdim=True) + 1e-5))
 
 
 def identity(cell: Cell, classifier: str, train_data: str) -> dict:
@@ -67,10 +54,6 @@ def identity(cell: Cell, classifier: str, train_data: str) -> dict:
             "train_data": train_data, "seed": cell.seed, "epochs": train.pretrain_epochs,
             "batch": train.pretrain_batch, "lr": train.pretrain_lr,
             "precision": train.precision}
-
-
-def digest(value: dict) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def pretrained_path(out_dir: Path, key: str) -> Path:
@@ -158,6 +141,12 @@ def epochs(backbone, classifier, optimizer, train_set: ImageSet, ident: dict, st
     permutation seeded by (seed, epoch), so a resumed epoch goes on in the same order."""
     labels = torch.from_numpy(train_set.labels)
     batch_size, start = ident["batch"], time.perf_counter() - state["seconds"]
+    resumed_at, images = time.perf_counter(), 0
+
+    def rate() -> float | None:
+        seconds = time.perf_counter() - resumed_at
+        return images / seconds if images and seconds > 0 else None
+
     backbone.train()
     classifier.train()
     progress.pretrained(state["epoch"], ident["epochs"], float("nan"))
@@ -171,6 +160,10 @@ def epochs(backbone, classifier, optimizer, train_set: ImageSet, ident: dict, st
             total += step(backbone, classifier, optimizer, train_set.images[rows], labels[rows],
                           device, augment, ident["precision"])
             state["batch"] += 1
+            images += len(rows)
+            if state["batch"] % PROGRESS_EVERY == 0:
+                progress.pretrained(state["epoch"] + state["batch"] / len(batches),
+                                    ident["epochs"], float("nan"), rate())
             state["seconds"] = time.perf_counter() - start
             stopping = should_stop()
             if stopping or state["batch"] % CHECKPOINT_EVERY == 0:
@@ -180,7 +173,7 @@ def epochs(backbone, classifier, optimizer, train_set: ImageSet, ident: dict, st
         state["log"].append({"epoch": state["epoch"] + 1, "loss": total / len(batches)})
         state["epoch"], state["batch"] = state["epoch"] + 1, 0
         save()
-        progress.pretrained(state["epoch"], ident["epochs"], state["log"][-1]["loss"])
+        progress.pretrained(state["epoch"], ident["epochs"], state["log"][-1]["loss"], rate())
 
 
 def step(backbone, classifier, optimizer, pixels: torch.Tensor, labels: torch.Tensor, device,
@@ -209,12 +202,13 @@ def preparation_key(cell: Cell) -> str:
     return "pretrain-" + digest(identity(cell, classifier, train_data=""))
 
 
-def prepare(cell: Cell, options, retrain: bool = False, adapters: dict | None = None) -> None:
+def prepare(cell: Cell, options, retrain: bool = False, adapters: dict | None = None,
+            progress: Progress | None = None) -> None:
     """Pre-train ``cell``'s backbone into the storage directory unless it is stored (then this
-    returns after loading it): the step that bench.execute.jobs runs once before the trainings that share
-    it, inline on the local path (``adapters``: the process's dataset cache, so the training
-    split is loaded once for the pre-training and the trainings after it) and as its own task on
-    Ray."""
+    returns after loading it): the step that bench.execute.jobs runs once before the trainings
+    that share it, inline on the local path (``adapters``: the process's dataset cache, so the
+    training split is loaded once for the pre-training and the trainings after it) and as its
+    own task on Ray. ``progress`` hears its epochs and images/s."""
     from bench.core.cells import adapter_for
     from bench.core.model import build_model, data_shape
 
@@ -223,4 +217,4 @@ def prepare(cell: Cell, options, retrain: bool = False, adapters: dict | None = 
     model = build_model(cell, adapter.channels, **data_shape(train_set))
     device = torch.device(options.device)
     pretrain_into(model.to(device), cell, train_set, options.storage_dir, device,
-                  adapter.train_augmentation(), STOP, retrain)
+                  adapter.train_augmentation(), STOP, retrain, progress)

@@ -1,12 +1,14 @@
-"""`bench run --executor ray`: one Ray task per training (bench.execute.jobs.Job), results written here.
+"""`bench run --executor ray`: one Ray task per training (bench.execute.jobs.Job), results
+written here.
 
-Every task runs ``bench.execute.jobs.run_job`` (what the local loop runs) in a Ray worker with torch's
-threads set to its CPUs, and returns its cells' CellResults; this process, the driver, writes each
-through the locked, atomic path of bench.execute.driver.record as its task's results arrive. Models,
-checkpoints and training locks live under ``--storage`` (every worker must reach it: a shared
-filesystem on a cluster). A worker that dies is retried by Ray (``max_retries``) and its task
-resumes from the training's last checkpoint; a stopped driver leaves finished cells written and
-unfinished trainings checkpointed, so rerunning the command resumes.
+Every task runs ``bench.execute.jobs.run_job`` (what the local loop runs) in a Ray worker with
+torch's threads set to its CPUs, and returns its cells' CellResults; this process, the driver,
+writes each through the locked, atomic path of bench.execute.driver.record as its task's results
+arrive. Models, checkpoints and training locks live under ``--storage`` (every worker must reach
+it: a shared filesystem on a cluster). A worker that dies is retried by Ray (``max_retries``) and
+its task resumes from the training's last checkpoint; a stopped driver leaves finished cells
+written and unfinished trainings checkpointed, so rerunning the command resumes; a stop while
+Ray starts ends what the start had launched.
 
 ``import ray`` happens only here, only for this executor.
 """
@@ -67,15 +69,55 @@ def connect(settings: RaySettings):
     if address not in ("local", "auto"):
         check_reachable(address)
     handler = signal.getsignal(signal.SIGTERM)
+    before = descendants(os.getpid())
     try:
         ray.init(address=address, include_dashboard=False, logging_level="ERROR",
                  configure_logging=True)
     except ConnectionError as error:
+        abandon_start(ray, before)
         raise BenchError(f"cannot join Ray at {address}: {str(error).splitlines()[0]}; start "
                          "one with `ray start --head` or pass --ray-address HOST:PORT") from None
+    except BaseException:  # a stop (Ctrl-C, SIGTERM) while Ray starts: leave nothing running
+        abandon_start(ray, before)
+        raise
     finally:
         signal.signal(signal.SIGTERM, handler)
     return ray
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc; empty
+    where /proc is unavailable."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = set(), [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            if child not in found:
+                found.add(child)
+                queue.append(child)
+    return found
+
+
+def abandon_start(ray, before: set[int]) -> None:
+    """After a start of Ray that did not finish: shut down what it started, then end every
+    process it left below this one (a raylet's agents would otherwise outlive us under PID 1).
+    The whole tree is listed before anything is ended, so no child is orphaned first."""
+    started = descendants(os.getpid()) - before
+    try:
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 - a half-started Ray may fail to shut down; we clean up
+        pass
+    for pid in sorted(started):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # already gone
 
 
 def check_resources(ray, settings: RaySettings) -> None:
@@ -114,16 +156,28 @@ def run_job_task(job: Job, options: RunOptions, threads: int, board, key: int,
         return TaskError(str(error))
 
 
-def run_preparation_task(preparation: Preparation, threads: int) -> str | TaskError:
+def run_preparation_task(preparation: Preparation, threads: int,
+                         board=None) -> str | TaskError:
     """The body of a preparation's Ray task; the jobs that need it get its key once it is done
-    (or its error, which they return instead of training)."""
+    (or its error, which they return instead of training). It reports its progress (a
+    pre-training's epochs and images/s) to ``board`` under ``preparation_board_key``."""
     import torch
 
+    from bench.execute.ray.progress import BoardProgress, preparation_board_key
+
     torch.set_num_threads(threads)
+    progress = None
+    if board is not None:
+        progress = BoardProgress(board, preparation_board_key(preparation.key))
+        progress.label = preparation.label
+        progress.started()
     try:
-        preparation.run()
+        preparation.run(progress=progress)
     except BenchError as error:
         return TaskError(str(error))
+    finally:
+        if progress is not None:
+            progress.prepared()
     return preparation.key
 
 
@@ -166,7 +220,8 @@ class RayExecutor:
             needs = []
             for preparation in preparations(job, options) if job.trains else ():
                 if preparation.key not in prepared:
-                    prepared[preparation.key] = prepare.remote(preparation, settings.threads)
+                    prepared[preparation.key] = prepare.remote(preparation, settings.threads,
+                                                               self.board)
                 needs.append(prepared[preparation.key])
             pending[train.remote(job, options, settings.threads, self.board, key, *needs)] = job
         return pending

@@ -11,9 +11,14 @@ import time
 import click
 
 from bench.core.model import Progress
-from bench.execute.progress import bar_label
+from bench.execute.progress import bar_label, pretrain_status
 
 REPORT_SECONDS = 1.0  # a worker reports training progress at most this often
+
+
+def preparation_board_key(key: str) -> str:
+    """A preparation's key on the Board (jobs have int keys, preparations these)."""
+    return f"preparation {key}"
 
 
 class Board:
@@ -32,7 +37,8 @@ class Board:
 
 
 class BoardProgress(Progress):
-    """A task's Progress (bench.train.runner): its cell, stage and counts go to the Board, throttled."""
+    """A task's Progress (bench.core.model.Progress): its cell, stage and counts go to the
+    Board, throttled."""
 
     def __init__(self, board, key: int):
         self.board, self.key = board, key
@@ -64,6 +70,18 @@ class BoardProgress(Progress):
         self._send({"stage": "test", "done": done, "total": total, "status": ""},
                    final=done in (0, total))
 
+    def pretrained(self, epoch, total, loss, images_per_second=None):
+        if loss == loss:
+            self.loss_text = f"loss {loss:.3f}"
+        self._send({"stage": "pretrain", "done": epoch, "total": total,
+                    "status": pretrain_status(getattr(self, "loss_text", ""),
+                                              images_per_second)},
+                   final=epoch == int(epoch))
+
+    def prepared(self) -> None:
+        """The preparation is over (done, failed or stopped): its bar goes."""
+        self.board.report.remote(self.key, {"stage": "prepared"})
+
 
 class RayView:
     """What the driver shows, from Board snapshots and the results it records."""
@@ -81,12 +99,17 @@ class RayView:
             if key not in self.over:
                 self._show(key, entry)
         if self.bars is not None:
-            queued = len(self.jobs) - len(set(snapshot) | self.over)
+            seen = {key for key in set(snapshot) | self.over if isinstance(key, int)}
+            queued = len(self.jobs) - len(seen)
             self.bars.update(self.total, completed=self.written,
                              status=f"{len(self.running)} running, {queued} queued")
 
-    def _show(self, key: int, entry: dict) -> None:
-        label = entry.get("label") or bar_label(self.jobs[key].cells[0])
+    def _show(self, key: int | str, entry: dict) -> None:
+        if entry.get("stage") == "prepared":  # a preparation task (str key) that ended
+            self.finished(key)
+            return
+        label = entry.get("label") or (bar_label(self.jobs[key].cells[0])
+                                       if isinstance(key, int) else str(key))
         retry = f" (retry {entry['starts'] - 1})" if entry.get("starts", 1) > 1 else ""
         if self.starts.get(key) != entry.get("starts"):
             self.starts[key] = entry.get("starts")
@@ -97,7 +120,8 @@ class RayView:
             self.running[key] = None
             self._line(key, label + retry, entry)
             return
-        stage = {"train": "train", "test": "test "}.get(entry.get("stage"), "start")
+        stage = {"train": "train", "test": "test ", "pretrain": "pretrain"}.get(
+            entry.get("stage"), "start")
         if key not in self.running:
             self.running[key] = self.bars.add_task("", total=None, status="")
         self.bars.update(self.running[key], description=f"{stage} {label}{retry}",
@@ -107,14 +131,16 @@ class RayView:
     def _line(self, key: int, label: str, entry: dict) -> None:
         """Without a terminal: a line at every tenth of a task's training and evaluation."""
         stage, done, total = entry.get("stage"), entry.get("done", 0), entry.get("total")
-        if stage not in ("train", "test") or not total:
+        if stage not in ("train", "test", "pretrain") or not total:
             return
         tenth = int(10 * done / total)
         if tenth > self.tenths.get((key, stage), 0):
             self.tenths[(key, stage)] = tenth
             status = f" {entry['status']}" if entry.get("status") else ""
-            click.echo(f"{'train' if stage == 'train' else 'test '} {label}: {done}/{total}"
-                       f"{status}", err=True)
+            unit = "epoch " if stage == "pretrain" else ""
+            shown = f"{done:g}" if stage == "pretrain" else f"{done}"
+            name = {"train": "train", "test": "test "}.get(stage, stage)
+            click.echo(f"{name} {label}: {unit}{shown}/{total}{status}", err=True)
 
     def recorded(self, result) -> None:
         self.written += 1
