@@ -23,16 +23,16 @@ BEGIN, END = "<!-- BEGIN answer (generated) -->", "<!-- END answer (generated) -
 INTRO = """# The answer so far: TRM against the other methods
 
 Every row below is computed by `bench report --answer` from committed results; each section is
-one evidence set (one protocol, its training runs, its test episodes). Read "runs" first: with one
-training run a difference says nothing about how much another training run would move it (the
-Omniglot sets over six runs measure that: [reference-results.md](reference-results.md)), so only
-the rows with ≥ 2 runs support "ahead" or "behind". "trained at … (shot transfer)" marks 5-shot
-cells of models trained at 1-shot: a study of how methods transfer across shots, not the 5-shot
-answer, which needs models trained at 5-shot (the first section, as it fills in). "What else
-differs" names every setting besides the method that differs between the two cells: TRM and cosine share
-the Conv-64F backbone and its pre-training, so their difference is TRM's attention alone; ProtoNet
-runs on Conv-4 with its own pre-training and a fixed temperature, so TRM − ProtoNet is not the
-attention alone.
+one evidence set (one protocol, its training runs, its test episodes). Read "runs" first: with
+one training run a difference says nothing about how much another training run would move it
+(the Omniglot sets over six runs measure that: [reference-results.md](reference-results.md)), so
+only the rows with ≥ 2 runs support "ahead" or "behind". "trained at … (shot transfer)" marks
+5-shot cells of models trained at 1-shot: a study of how methods transfer across shots, not the
+5-shot answer, which needs models trained at 5-shot (the first section, as it fills in). "What
+else differs" names every setting besides the method that differs between the two cells: TRM and
+cosine share the Conv-64F backbone and its pre-training, so their difference is TRM's attention
+alone; ProtoNet runs on Conv-4 with its own pre-training and a fixed temperature, so TRM −
+ProtoNet is not the attention alone.
 
 """
 
