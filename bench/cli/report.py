@@ -71,8 +71,12 @@ def report_command(results, fmt, plots_dir, html_path, reference, against, ci_me
         console = Console()
         if not console.is_terminal:  # a log file or pipe: room for the comparison columns
             console = Console(width=120)
-        for grid in tables.report_grids(frame, reference, against, ci_method, power):
+        grids = tables.report_grids(frame, reference, against, ci_method, power)
+        short = tables.abbreviations(with_labels(frame)["method"].unique(), console.width)
+        for grid in tables.abbreviate(grids, short):
             console.print(tables.to_rich(grid))
+        if short:  # a narrow terminal: long labels were shortened the same way in every table
+            console.print("Labels:\n" + tables.legend(short), markup=False, highlight=False)
     else:
         click.echo(tables.report_text(frame, fmt, reference, against, ci_method, power),
                    nl=False)
@@ -109,6 +113,13 @@ def print_answer(folders, reference: str, only: str | None) -> None:
                         shlex.quote(reference)]
                        + (["--answer-only", shlex.quote(",".join(names))] if names else []))
     click.echo(answer_page(check_folders(folders), reference, command, names), nl=False)
+
+
+def with_labels(frame):
+    """The rows with the method labels the tables use (experiments told apart)."""
+    from bench.report.rows import CELL_KEYS, pooling_rows
+
+    return pooling_rows(frame, CELL_KEYS)
 
 
 def power_option(text) -> float | None:

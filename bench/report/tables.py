@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench import stats
 from bench.report.rows import GROUP_KEYS
@@ -290,12 +290,71 @@ def to_rich(grid: Grid):
             table.add_column(escape(name), justify="right", overflow="fold",
                              min_width=max(widest, max(len(w) for w in name.split())))
             continue
+        # labels fold where they must (a narrow terminal abbreviates long ones first, with a
+        # legend: `abbreviations`), so two labels never look alike
         table.add_column(escape(name), justify="right" if number else "left", no_wrap=number,
                          overflow="ellipsis" if number else "fold")
     for row in grid.rows:
         table.add_row(*(f"[bold]{escape(text)}[/bold]" if bold else escape(text)
                         for text, bold in row), end_section=grid.sections)
     return table
+
+
+LABEL_ROOM = 12  # longest method label kept whole on a narrow terminal (--format table)
+NARROW = 120  # terminals narrower than this get abbreviated labels and a legend
+
+
+def abbreviations(labels, width: int) -> dict[str, str]:
+    """{long method label: short one} for a terminal ``width`` columns wide: on a narrow one,
+    every label over LABEL_ROOM characters becomes its method's name and a letter
+    (``cosine [train.precision=bf16]`` → ``cosine·a``), the letters given in sorted order per
+    name, so one report abbreviates each label the same way in every table."""
+    import re
+
+    if width >= NARROW:
+        return {}
+    short, used = {}, {}
+    for label in sorted(set(map(str, labels))):
+        if len(label) <= LABEL_ROOM:
+            continue
+        name = re.split(r"[(\[ ]", label, maxsplit=1)[0] or label[:LABEL_ROOM]
+        letter = used[name] = used.get(name, -1) + 1
+        short[label] = f"{name}·{_letters(letter)}"
+    return short
+
+
+def _letters(index: int) -> str:
+    """0 → a, 25 → z, 26 → aa, ..."""
+    text = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        text = chr(ord("a") + rest) + text
+    return text
+
+
+def abbreviate(grids: list[Grid], short: dict[str, str]) -> list[Grid]:
+    """The grids with each long method label in their label columns replaced by its short form
+    (a cell that starts with the label: the summary's "label (backbone)" too)."""
+    if not short:
+        return grids
+    longest_first = sorted(short, key=len, reverse=True)
+
+    def cell(text: str) -> str:
+        for label in longest_first:
+            if text == label or text.startswith(label + " "):
+                return short[label] + text[len(label):]
+        return text
+
+    return [replace(grid, rows=[[(cell(text), bold) if index < grid.label_columns
+                                 else (text, bold) for index, (text, bold) in enumerate(row)]
+                                for row in grid.rows]) for grid in grids]
+
+
+def legend(short: dict[str, str]) -> str:
+    """The key to the abbreviations, one per line."""
+    return "\n".join(f"{abbreviated} = {label}" for label, abbreviated
+                     in sorted(short.items(), key=lambda item: item[1]))
 
 
 def render(grids: list[Grid], fmt: str) -> str:
