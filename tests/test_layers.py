@@ -173,9 +173,9 @@ def test_top_level_holds_only_the_public_api_and_subpackages():
 
 
 @pytest.mark.parametrize("name", sorted(module_files()))
-def test_no_module_over_400_lines(name):
+def test_no_module_over_350_lines(name):
     lines = len(module_files()[name].read_text().splitlines())
-    assert lines <= 400, f"{name} has {lines} lines"
+    assert lines <= 350, f"{name} has {lines} lines (split it by what its parts do)"
 
 
 # The checker itself: a deliberately added upward import (lazy, inside a function), a plugin that

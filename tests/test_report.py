@@ -15,7 +15,7 @@ from scipy import stats as scipy_stats
 
 from bench.cli.report import report_command
 from bench.errors import BenchError
-from bench.report import check, plots, tables
+from bench.report import check, plots, render, tables
 from bench.report.compare import compare
 from bench.report.pairing import EpisodesMismatch, paired_episodes
 from bench.report.rows import with_episodes
@@ -362,7 +362,7 @@ def test_rich_caption_keeps_bracketed_labels():
     grid = tables.Grid("t [train.shot=5]", ["method"], [[("protonet [train.shot=5]", False)]],
                        ["Not compared: protonet [train.shot=5] has no result"])
     console = Console(width=120, record=True, file=io.StringIO())
-    console.print(tables.to_rich(grid))
+    console.print(render.to_rich(grid))
     text = console.export_text()
     assert text.count("[train.shot=5]") == 3
 
@@ -372,7 +372,7 @@ def test_rich_report_fits_80_columns_with_numbers_whole(with_mismatched):
 
     console = Console(width=80, record=True, file=io.StringIO())
     for grid in tables.report_grids(with_mismatched, "trm"):
-        console.print(tables.to_rich(grid))
+        console.print(render.to_rich(grid))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     for row in compare(with_mismatched, "trm").table.itertuples():

@@ -47,7 +47,7 @@ def report_command(results, fmt, plots_dir, html_path, reference, against, ci_me
     of a column is bold when its lead over the runner-up is significant (p < 0.05).
     """
     from bench.errors import BenchError
-    from bench.report import tables
+    from bench.report import render, tables
     from bench.results import load
 
     if answer_only and not answer:
@@ -72,11 +72,11 @@ def report_command(results, fmt, plots_dir, html_path, reference, against, ci_me
         if not console.is_terminal:  # a log file or pipe: room for the comparison columns
             console = Console(width=120)
         grids = tables.report_grids(frame, reference, against, ci_method, power)
-        short = tables.abbreviations(with_labels(frame)["method"].unique(), console.width)
-        for grid in tables.abbreviate(grids, short):
-            console.print(tables.to_rich(grid))
+        short = render.abbreviations(with_labels(frame)["method"].unique(), console.width)
+        for grid in render.abbreviate(grids, short):
+            console.print(render.to_rich(grid))
         if short:  # a narrow terminal: long labels were shortened the same way in every table
-            console.print("Labels:\n" + tables.legend(short), markup=False, highlight=False)
+            console.print("Labels:\n" + render.legend(short), markup=False, highlight=False)
     else:
         click.echo(tables.report_text(frame, fmt, reference, against, ci_method, power),
                    nl=False)

@@ -39,7 +39,7 @@ def training_seconds(rows) -> float:
 
 def summary_tables(frame) -> list:
     """The rich tables of ``summary_grids``."""
-    from bench.report.tables import to_rich
+    from bench.report.render import to_rich
 
     return [to_rich(grid) for grid in summary_grids(frame)]
 
@@ -47,7 +47,8 @@ def summary_tables(frame) -> list:
 def summary_grids(frame) -> list:
     """One Grid (bench.report.tables) per (training dataset, tested dataset, way): methods ×
     shots and the training time; several seeds: one line per seed."""
-    from bench.report.tables import Grid, acc_text, group_title
+    from bench.report.render import Grid
+    from bench.report.tables import acc_text, group_title
 
     grids = []
     frame = frame.assign(train_dataset=frame["train_dataset"].fillna(frame["dataset"])

@@ -77,7 +77,7 @@ def esc(text) -> str:
 
 
 def grid_html(grid, anchor: str = "") -> str:
-    """A tables.Grid as a sortable HTML table with its footnotes."""
+    """A render.Grid as a sortable HTML table with its footnotes."""
     numbers = range(grid.label_columns, len(grid.header))
     head = "".join(f"<th>{esc(name)}</th>" for name in grid.header)
     body = []
