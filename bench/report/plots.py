@@ -176,9 +176,11 @@ def curves_figure(cell_logs: dict, title: str, colors: dict, train_accuracy: boo
     for axes in panels:
         axes.set_xlabel("training episode")
         axes.grid(True, alpha=0.3)
-    figure.suptitle(f"{title}: mean over seeds (band: min–max)")
+    # The title starts over the panels and the legend sits beside them, centred, so a long
+    # title never runs into the legend's heading.
+    figure.suptitle(f"{title}: mean over seeds (band: min–max)", x=0.01, ha="left")
     handles, labels = val_axes.get_legend_handles_labels()
-    figure.legend(handles, labels, title="method", loc="outside right upper", frameon=False)
+    figure.legend(handles, labels, title="method", loc="outside right center", frameon=False)
     return figure
 
 
