@@ -94,27 +94,23 @@ def md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parameters_cell(params) -> str:
+    """A plugin's parameters as `name=default`: help, one per line of the cell."""
+    return "<br>".join(f"{md_code(f'{p}={md_default(d)}')}" + (f": {md_cell(h)}" if h else "")
+                       for p, d, h in params)
+
+
 def methods_markdown() -> str:
-    rows = []
-    for kind, name, summary, params in registry_rows():
-        if kind != "method":
-            continue
-        text = "<br>".join(f"{md_code(f'{p}={md_default(d)}')}" + (f": {md_cell(h)}" if h else "")
-                           for p, d, h in params)
-        rows.append((md_code(name), md_cell(summary), md_cell(reference(METHODS.get(name))),
-                     text))
+    rows = [(md_code(name), md_cell(summary), md_cell(reference(METHODS.get(name))),
+             parameters_cell(params))
+            for kind, name, summary, params in registry_rows() if kind == "method"]
     return md_table(("method", "description", "paper / reference", "parameters (default)"),
                     rows)
 
 
 def datasets_markdown() -> str:
-    rows = []
-    for kind, name, summary, params in registry_rows():
-        if kind != "dataset":
-            continue
-        text = "<br>".join(f"{md_code(f'{p}={md_default(d)}')}" + (f": {md_cell(h)}" if h else "")
-                           for p, d, h in params)
-        rows.append((md_code(name), md_cell(summary), text))
+    rows = [(md_code(name), md_cell(summary), parameters_cell(params))
+            for kind, name, summary, params in registry_rows() if kind == "dataset"]
     return md_table(("dataset", "description", "options (-D KEY=VALUE, default)"), rows)
 
 
