@@ -137,6 +137,13 @@ def test_missing_model_is_refused_not_trained(roots, run, capsys):
     assert not (roots["tmp"] / "cross" / "models").exists()
 
 
+def test_a_models_from_folder_that_does_not_exist_is_named_so(roots, run, capsys):
+    missing = roots["tmp"] / "no-such-run"
+    message = one_line_error(run, capsys, cross(roots, "cross", "--models-from", str(missing)))
+    assert message == (f"error: --models-from {missing} does not exist; pass the --out DIR of the "
+                       "run that trained the models")
+
+
 def test_model_of_the_other_precision_is_named_with_the_flag(roots, run, capsys):
     trained_out = str(roots["tmp"] / "trained")
     assert run("run", "--dataset", "mini-imagenet", "--data-root", str(roots["mini"]), *TRAIN,

@@ -4,6 +4,7 @@ datasets fit each other and every model to test is stored."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from bench import results
 from bench.core.cells import RunOptions, stored_model_path
@@ -17,6 +18,9 @@ from bench.registry import DATASETS
 def check_cross_cells(cells: list[Cell], options: RunOptions) -> None:
     """Before anything runs: the datasets fit each other and every model to test is stored."""
     cross = [cell for cell in cells if cell.test_dataset]
+    if cross and options.models_from is not None and not Path(options.models_from).is_dir():
+        raise BenchError(f"--models-from {options.models_from} does not exist; pass the --out "
+                         "DIR of the run that trained the models")
     for cell in cross:
         check_compatible(cell)
     finished = set() if options.force else results.finished_cell_ids(options.out_dir)
