@@ -83,7 +83,9 @@ def test_only_keeps_the_named_methods_with_the_same_holm(evidence):
 def test_a_folder_without_the_method_says_so(evidence, tmp_path):
     other = tmp_path / "other"
     write_cell(other, "cosine", 0, np.full(50, 0.5))
-    assert "No trm result in this folder." in answer_page([other], "trm", "x")
+    page = answer_page([other], "trm", "x")
+    assert "No trm result in this folder yet; its cells so far:" in page
+    assert "| synthetic | 5 | 1 | 1-shot | cosine | 50.00 | 1 |" in page
 
 
 def test_base_name():

@@ -72,7 +72,8 @@ def section(folder: Path, reference: str, only: list[str] | None) -> list[str]:
     references = sorted(label for label in frame["method"].unique()
                         if base_name(label) == reference)
     if not references:
-        return head + [f"No {reference} result in this folder.", ""]
+        return head + [f"No {reference} result in this folder yet; its cells so far:", ""] \
+            + cells_so_far(frame)
     rows = []
     for label in references:
         others = sorted(m for m in frame["method"].unique() if base_name(m) != reference)
@@ -116,6 +117,18 @@ def answer_row(frame, row, reference: str) -> dict:
     order = (str(key["dataset"]), int(key["way"]), int(key["shot"]), trained_at,
              base_name(row["method"]) not in ("protonet", "cosine"), str(row["method"]))
     return {"cells": [cell.replace("|", "\\|") for cell in cells], "order": order}
+
+
+def cells_so_far(frame) -> list[str]:
+    """A folder's cells as a small table (method, shot, training shot, accuracy, runs)."""
+    lines = ["| dataset | way | shot | trained at | method | accuracy | runs |",
+             "| --- | --- | --- | --- | --- | ---: | ---: |"]
+    keys = ["dataset", "way", "shot", "train_shot", "method"]
+    for key, rows in sorted(frame.groupby(keys, sort=False), key=lambda item: str(item[0])):
+        dataset, way, shot, train_shot, method = key
+        lines.append(f"| {dataset} | {int(way)} | {int(shot)} | {int(train_shot)}-shot | "
+                     f"{method} | {rows['acc'].mean():.2f} | {rows['seed'].nunique()} |")
+    return lines + [""]
 
 
 def cell_frame(frame, key: dict, method: str):
