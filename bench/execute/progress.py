@@ -130,7 +130,8 @@ class LineProgress(Progress):
         self.val_text = ""
         self.started: dict[str, tuple[float, int]] = {}
 
-    def _rate(self, what: str, done: int, total: int) -> str:
+    def _rate(self, what: str, done: int, total: int, unit: str = "") -> str:
+        """", 1.23/s, 4:56 left" for ``what`` since its first report ("" while too soon)."""
         import time
 
         now = time.monotonic()
@@ -139,7 +140,8 @@ class LineProgress(Progress):
             return ""
         rate = (done - first) / (now - start)
         left = (total - done) / rate
-        return f", {rate:.2f}/s, {_clock(left)} left" if done < total else f", {rate:.2f}/s"
+        speed = f", {rate:.2f}{' ' + unit if unit else ''}/s"
+        return f"{speed}, {_clock(left)} left" if done < total else speed
 
     def train_step(self, episode, total, loss):
         self._rate("train", episode - 1, total)  # starts the clock at the first step
@@ -154,14 +156,12 @@ class LineProgress(Progress):
         if epoch != int(epoch):  # within an epoch: the bars show it, the log waits for its end
             return
         epoch = int(epoch)
-        left = self._rate("pretrain", epoch, total) if epoch else ""
         if not epoch:
-            self.started.pop("pretrain", None)
-            self._rate("pretrain", 0, total)  # starts the clock
+            self.started.pop("pretrain", None)  # epoch 0 (re)starts the clock
+        left = self._rate("pretrain", epoch, total, unit="epochs")
         status = pretrain_status(f"loss {loss:.3f}" if loss == loss else "", images_per_second)
         click.echo(f"pretrain {self.label}: epoch {epoch}/{total}"
-                   + (f" {status}" if status else "")
-                   + (left.replace("/s", " epochs/s", 1) if left else ""), err=True)
+                   + (f" {status}" if status else "") + left, err=True)
 
     def evaluated(self, done, total):
         if done == 0:

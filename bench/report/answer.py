@@ -101,8 +101,7 @@ def answer_row(frame, row, reference: str) -> dict:
     key = {name: row[name] for name in CELL_KEYS}
     mine = cell_frame(frame, {**key, "backbone": None}, reference)
     theirs = cell_frame(frame, key, row["method"])  # the row's backbone is the other method's
-    seeds = [int(seed) for seed in str(row.get("seed_list", "")).split(",") if seed.strip()] \
-        if isinstance(row.get("seed_list"), str) else list(row.get("seed_list") or [])
+    seeds = [int(seed) for seed in str(row["seed_list"]).split(",") if seed.strip()]
     if seeds:
         mine, theirs = mine[mine["seed"].isin(seeds)], theirs[theirs["seed"].isin(seeds)]
     runs = int(row["seeds"]) if row["level"] == "seeds" else 1
