@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The fair-answer queue (miniImageNet, then CUB): every method trained at its test shot under the
+# The fair-answer queue (miniImageNet and CUB): every method trained at its test shot under the
 # budget rule of the mini-fair / cub-fair presets, three training runs on one test-episode set.
 # Ordered so that the table grows in useful steps: the per-shot models of trm, protonet and
-# cosine at seed 0 first (5-shot, the cells the old protocol got wrong, then 1-shot), then seeds
-# 1 and 2, then CUB. Every `bench run` resumes where it stopped (checkpoints every 100 episodes,
-# kept on this machine, not committed), so rerunning this script continues the queue; commit
-# results/reference/*-fair as cells land.
+# cosine at seed 0 first, on both datasets (5-shot, the cells the old protocol got wrong, on
+# miniImageNet then CUB; then 1-shot), then seeds 1 and 2 in the same order. Every `bench run`
+# resumes where it stopped (checkpoints every 100 episodes, kept on this machine, not
+# committed), so rerunning this script continues the queue; commit results/reference/*-fair as
+# cells land.
 #
 # bf16: these sets train in bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16),
 # as mini-cpu's protonet/cosine/trm cells did (their pre-trained backbones are reused). On an
@@ -28,10 +29,6 @@ cub() { nice -n 10 "$BENCH" run --preset cub-fair --data-root ../shared/data/cub
 for seed in 0 1 2; do
     for shot in 5 1; do
         mini --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine,trm"
-    done
-done
-for seed in 0 1 2; do
-    for shot in 5 1; do
         cub --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine,trm"
     done
 done
