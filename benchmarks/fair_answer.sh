@@ -32,6 +32,15 @@ for seed in 0 1 2; do
         cub --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine,trm"
     done
 done
+# Then TRM's relatives, one training run each (seed 0) under the same rule: ctx and dn4 first
+# (TRM's closest relatives: attention over positions, local descriptors), then the rest of the
+# methods the CPU sets hold.
+for relatives in "ctx,dn4" "can,frn,baseline,baselinepp"; do
+    for shot in 5 1; do
+        mini --shots "$shot" --seed 0 --methods "$relatives"
+        cub --shots "$shot" --seed 0 --methods "$relatives"
+    done
+done
 for dir in "$MINI" "$CUB"; do
     "$BENCH" report "$dir" --format markdown --compare trm > "$dir/report.md"
 done

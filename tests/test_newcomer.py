@@ -65,6 +65,19 @@ def test_dry_run_of_a_preset_shows_what_it_sets(tmp_path, capsys, monkeypatch):
         captured.out
 
 
+def test_dry_run_says_a_method_without_episodic_training_trains_no_episodes(tmp_path, capsys,
+                                                                          monkeypatch):
+    code, captured = run(["run", "--preset", "mini-fair", "--data-root", str(tmp_path),
+                          "--methods", "baseline,protonet", "--shots", "5", "--seed", "0",
+                          "--out", str(tmp_path / "out"), "--dry-run"], capsys, monkeypatch,
+                         tmp_path)
+    assert code == 0, captured.err
+    assert "baseline mini-imagenet 5-way 5-shot seed 0: no episodic training (the pre-trained " \
+        "backbone is its model)\n" in captured.out
+    assert "protonet mini-imagenet 5-way 5-shot seed 0: train 4000 episodes, or fewer" in \
+        captured.out
+
+
 @pytest.mark.parametrize("dataset", ["cub", "mini-imagenet", "omniglot"])
 def test_a_data_root_that_does_not_exist_is_called_so(tmp_path, capsys, monkeypatch, dataset):
     code, captured = run(["run", "--dataset", dataset, "--data-root", str(tmp_path / "nowhere"),

@@ -45,10 +45,11 @@ def describe_plan(cells: list[Cell], out_dir: Path, storage_dir: Path, preset: d
                 trained += 1
                 resume = models.checkpoint_path(storage_dir, cell).exists()
                 status = ("resume its training from a checkpoint" if resume else
-                          f"train {cell.train.episodes} episodes") + (
+                          f"train {cell.train.episodes} episodes" if cell.train.episodes else
+                          "no episodic training (the pre-trained backbone is its model)") + (
                     f" (model shared by {shared[cell.training_id]} cells)"
                     if shared[cell.training_id] > 1 else "")
-                if cell.train.plateau_window:
+                if cell.train.plateau_window and cell.train.episodes:
                     status += (f", or fewer: stops once validation rose ≤ "
                                f"{cell.train.plateau_delta:g} points over "
                                f"{cell.train.plateau_window} episodes")
