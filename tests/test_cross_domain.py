@@ -96,6 +96,13 @@ def test_trained_model_is_tested_on_the_other_dataset(roots, run, capsys):
                "--out", str(trained_out)) == 0
     (model_file,) = (trained_out / "models").glob("*.pt")
     stamp = model_file.stat().st_mtime_ns
+    capsys.readouterr()
+    assert run(*cross(roots, "cross", "--models-from", str(trained_out), "--dry-run")) == 0
+    plan = capsys.readouterr().out  # the stored model is named, no training is planned
+    assert (f"protonet mini-imagenet→cub 5-way 1-shot seed 0: evaluate the model trained on "
+            f"mini-imagenet, stored in {trained_out} (trains nothing)") in plan
+    assert "0 trainings to run" in plan and "pre-training" not in plan
+    assert not (roots["tmp"] / "cross" / "results.csv").exists()
     assert run(*cross(roots, "cross", "--models-from", str(trained_out))) == 0
     row = pd.read_csv(roots["tmp"] / "cross" / "results.csv").iloc[0]
     assert (row["dataset"], row["train_dataset"], row["split"]) == (

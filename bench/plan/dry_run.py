@@ -21,8 +21,9 @@ from bench.core.env import cpu_model
 
 
 def describe_plan(cells: list[Cell], out_dir: Path, storage_dir: Path, preset: dict | None,
-                  threads: int | None) -> list[str]:
-    """The dry run's lines (no side effects)."""
+                  threads: int | None, models_from: Path | None = None) -> list[str]:
+    """The dry run's lines (no side effects). A cross-domain cell (--test-dataset) never trains:
+    its model is read from ``models_from`` (default: the storage folder)."""
     lines = []
     if preset:
         lines.append("preset settings (command-line options override them):")
@@ -38,7 +39,10 @@ def describe_plan(cells: list[Cell], out_dir: Path, storage_dir: Path, preset: d
         else:
             rate = rates.get(_shape(cell))
             seconds = rate[1] * cell.test_episodes if rate else None
-            if models.model_path(storage_dir, cell).exists() or cell.training_id in seen:
+            if cell.test_dataset:  # planning checked that its model is stored
+                status = (f"evaluate the model trained on {cell.dataset}, stored in "
+                          f"{models_from or storage_dir} (trains nothing)")
+            elif models.model_path(storage_dir, cell).exists() or cell.training_id in seen:
                 status = ("evaluate the stored model" if cell.training_id not in seen
                           else "evaluate the model trained for a cell above")
             else:
@@ -61,7 +65,8 @@ def describe_plan(cells: list[Cell], out_dir: Path, storage_dir: Path, preset: d
                 total += seconds
         lines.append(f"  {cell.describe()}: {status}")
     pretraining = sorted({(cell.method_config().backbone, cell.seed) for cell in cells
-                          if cell.train.pretrain_epochs and cell.cell_id not in finished})
+                          if cell.train.pretrain_epochs and cell.cell_id not in finished
+                          and not cell.test_dataset})
     if pretraining:
         first = next(cell for cell in cells if cell.train.pretrain_epochs)
         lines.append(f"pre-training ({first.train.pretrain_epochs} epochs, batch "
@@ -118,5 +123,5 @@ def print_plan(cells, run_options, preset_name: str | None, threads) -> None:
 
     preset = PRESETS[preset_name]["options"] if preset_name else None
     for line in describe_plan(cells, run_options.out_dir, run_options.storage_dir, preset,
-                              threads):
+                              threads, run_options.models_from):
         click.echo(line)
