@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The evidence sets, best first: trained at the test shot under the budget rule, then the
-# single-run CPU sets (their 5-shot cells test 1-shot-trained models: a shot-transfer study),
-# the cross-domain set, and Omniglot over six training runs.
+# The evidence sets, best first: trained at the test shot under the budget rule (miniImageNet,
+# CUB, and miniImageNet's models tested on CUB), then the single-run CPU sets (their 5-shot
+# cells test 1-shot-trained models: a shot-transfer study), the single-run cross-domain set,
+# and Omniglot over six training runs.
 # A fair-answer set joins the page with its first committed cell (its results.csv).
 FOLDERS = ["results/reference/mini-fair", "results/reference/cub-fair",
-           "results/reference/mini-imagenet-cpu", "results/reference/cub-cpu",
-           "results/reference/mini-to-cub-cpu", "results/reference/omniglot-zoo-seeds"]
+           "results/reference/mini-to-cub-fair", "results/reference/mini-imagenet-cpu",
+           "results/reference/cub-cpu", "results/reference/mini-to-cub-cpu",
+           "results/reference/omniglot-zoo-seeds"]
 BEGIN, END = "<!-- BEGIN answer (generated) -->", "<!-- END answer (generated) -->"
 INTRO = """# The answer so far: TRM against the other methods
 
@@ -30,10 +32,11 @@ one training run a difference says nothing about how much another training run w
 only the rows with ≥ 2 runs support "ahead" or "behind". "trained at … (shot transfer)" marks
 5-shot cells of models trained at 1-shot: a study of how methods transfer across shots, not the
 5-shot answer, which needs models trained at 5-shot (the fair-answer sections, as they fill in:
-`mini-fair`, then `cub-fair`). "What else differs" names every setting besides the method that
-differs between the two cells: TRM and cosine share the Conv-64F backbone and its pre-training,
-so their difference is TRM's attention alone; ProtoNet runs on Conv-4 with its own pre-training
-and a fixed temperature, so TRM − ProtoNet is not the attention alone.
+`mini-fair`, `cub-fair`, and `mini-to-cub-fair`, which tests mini-fair's models on CUB). "What
+else differs" names every setting besides the method that differs between the two cells: TRM
+and cosine share the Conv-64F backbone and its pre-training, so their difference is TRM's
+attention alone; ProtoNet runs on Conv-4 with its own pre-training and a fixed temperature, so
+TRM − ProtoNet is not the attention alone.
 
 """
 
