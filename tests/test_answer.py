@@ -86,6 +86,10 @@ def test_a_folder_without_the_method_says_so(evidence, tmp_path):
     page = answer_page([other], "trm", "x")
     assert "No trm result in this folder yet; its cells so far:" in page
     assert "| synthetic | 5 | 1 | 1-shot | cosine | 50.00 | 1 |" in page
+    brief = answer_page([other], "trm", "x", only=["cosine"]).splitlines()
+    assert ("No trm result in this folder yet; its cells so far: cosine 50.00 (synthetic 5-way "
+            "1-shot, trained at 1-shot, 1 run).") in brief
+    assert not any(line.startswith("|") for line in brief)  # one line, no table
 
 
 def test_base_name():
@@ -110,3 +114,25 @@ def test_the_committed_answer_page_is_current():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "answer_page.py"), "--check"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_rows_a_set_above_answers_at_the_test_shot_are_marked_superseded(evidence, tmp_path):
+    """A fair set listed first (5-shot models trained at 5-shot) supersedes the 5-shot
+    shot-transfer rows of the set below: the full page keeps them with a note, the brief drops
+    them; the 1-shot rows, which no set above answers, stay in both."""
+    fair = tmp_path / "fair"
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.4, 0.8, 800)
+    write_cell(fair, "trm", 0, base, shot=5)
+    write_cell(fair, "cosine", 0, base + 0.01, shot=5)
+    full = answer_page([fair, evidence], "trm", "x").split("### A synthetic set")[1]
+    assert "| synthetic | 5 | 5 | 1-shot (shot transfer) | cosine |" in full
+    assert "Superseded at 5-shot: a set above has these comparisons with models trained at the " \
+        "test shot; the rows stay as the earlier evidence" in full
+    brief = answer_page([fair, evidence], "trm", "x", only=["cosine"])
+    fair_part, old_part = brief.split("### A synthetic set")
+    assert "| synthetic | 5 | 5 | 5-shot | cosine |" in fair_part
+    assert "| 5 | 5 |" not in old_part and "| synthetic | 5 | 1 | 1-shot | cosine |" in old_part
+    assert "they are left out here (the full page keeps them)" in old_part
+    # listed the other way round, nothing is superseded: the order states which set is better
+    assert "Superseded" not in answer_page([evidence, fair], "trm", "x")
