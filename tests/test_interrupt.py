@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import PROGRESS
@@ -80,6 +81,25 @@ def test_sigint_during_evaluation_stops_at_once_and_resumes(tmp_path, glyph_cach
     assert RESUME in lines[0] and "trained model is kept" in lines[0]
     assert not (out / "results.csv").exists()
     assert_same_numbers(straight, finished(ARGS, out, glyph_cache))
+
+
+def test_a_test_stopped_halfway_resumes_from_its_saved_episodes(tmp_path, glyph_cache, straight):
+    """Every 100 test episodes are saved: a rerun takes them over, evaluates the rest, and gives
+    the uninterrupted numbers; the saved progress goes once the cell is written."""
+    out = tmp_path / "halfway"
+    code, _, stderr = interrupt_when(bench(ARGS, out, glyph_cache), "200/1000 episodes",
+                                     delay=0.0)
+    assert code == 130, stderr
+    assert "test episodes done so far" in stderr
+    (saved,) = (out / "checkpoints").glob("test-*.npz")
+    with np.load(saved) as progress:
+        assert len(progress["accuracies"]) >= 200
+    process = bench(ARGS, out, glyph_cache)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "(resuming after episode" in stderr
+    assert_same_numbers(straight, pd.read_csv(out / "results.csv"))
+    assert not saved.exists()
 
 
 def test_sigint_during_cache_build_stops_at_once_and_resumes(tmp_path, straight):

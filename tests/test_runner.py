@@ -135,3 +135,42 @@ def test_a_checkpoint_precedes_each_validation(synthetic):
           state, cell, CPU, validate=lambda: 0.5, checkpoint=lambda: saved.append(state.episode))
     # periodic: 4, 8, 12; before the validations of episodes 5, 10, 12: 4 (already), 9, 11
     assert saved == [4, 8, 9, 11, 12]
+
+
+@pytest.mark.parametrize("method", ["protonet", "trm"])
+def test_a_resumed_evaluation_gives_the_uninterrupted_accuracies(method, synthetic, monkeypatch,
+                                                                 tmp_path):
+    """Episodes saved by an interrupted test are taken over, the rest evaluated: the same array
+    as one uninterrupted evaluation, and the head runs only for the episodes not yet done."""
+    import bench.evaluate.episodic as episodic
+    from bench.evaluate.cell import TestProgress, model_fingerprint
+
+    monkeypatch.setattr(episodic, "REPORT_EVERY", 7)
+    model, _ = trained(method, synthetic, episodes=3)
+    episodes = fixed_episodes(synthetic, 5, 2, 3, 30, seed=1)
+    straight = evaluate(model, synthetic, episodes, CPU)
+    saved = TestProgress(tmp_path / "test.npz", f"{episodes.hash}:{model_fingerprint(model)}")
+    snapshots = []
+
+    class Interrupted(Exception):
+        pass
+
+    def save_then_stop(so_far):
+        saved.save(so_far, 12.5)
+        snapshots.append(len(so_far))
+        if len(snapshots) == 2:
+            raise Interrupted
+    with pytest.raises(Interrupted):
+        evaluate(model, synthetic, episodes, CPU, save=save_then_stop)
+    done, seconds = saved.load()
+    assert snapshots == [7, 14] and seconds == 12.5 and done.tolist() == straight[:14].tolist()
+    calls = []
+    head = model.head
+    monkeypatch.setattr(model, "head", lambda *args: calls.append(1) or head(*args))
+    np.testing.assert_array_equal(evaluate(model, synthetic, episodes, CPU, done=done), straight)
+    assert len(calls) == 30 - 14
+    # progress of another model (or other episodes), or an unreadable file, is not taken over
+    assert TestProgress(saved.path, f"{episodes.hash}:other").load() == (None, 0.0)
+    saved.path.write_bytes(b"not an npz")
+    assert saved.load() == (None, 0.0)
+    assert model_fingerprint(model) != model_fingerprint(trained(method, synthetic, 4)[0])

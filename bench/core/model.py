@@ -21,7 +21,9 @@ class Progress:
 
     def validated(self, episode: int, accuracy: float) -> None: ...
 
-    def evaluated(self, done: int, total: int) -> None: ...
+    def evaluated(self, done: int, total: int, resumed: int = 0) -> None:
+        """``done`` of ``total`` test episodes are evaluated; the first call has ``done`` =
+        ``resumed``, the episodes taken over from an interrupted evaluation (usually 0)."""
 
     def pretrained(self, epoch: float, total: int, loss: float,
                    images_per_second: float | None = None) -> None:

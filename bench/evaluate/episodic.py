@@ -7,6 +7,8 @@ re-embeds each episode's images instead, as most peer code does, and gives the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -28,24 +30,39 @@ def embed_all(model, images: torch.Tensor, device: torch.device) -> torch.Tensor
     return torch.cat(chunks)
 
 
+# Evaluated episodes between two reports to the progress and to ``save`` (below).
+REPORT_EVERY = 100
+
+
 @torch.no_grad()
 def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.device,
-             mode: str = "cached", progress: Progress | None = None) -> np.ndarray:
-    """Accuracy (0..1) of every episode, in order. BatchNorm runs in eval mode."""
+             mode: str = "cached", progress: Progress | None = None,
+             done: np.ndarray | None = None,
+             save: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """Accuracy (0..1) of every episode, in order. BatchNorm runs in eval mode.
+
+    ``done``: the accuracies of the first episodes, from an interrupted evaluation of the same
+    model on the same episodes; only the rest are evaluated (every episode's result depends on
+    the model and the episode alone, so the array is the one an uninterrupted run gives).
+    ``save``: called with the accuracies so far every ``REPORT_EVERY`` episodes."""
     if mode not in ("cached", "per-episode"):
         raise BenchError(f"unknown evaluation mode {mode!r}; valid modes: cached, per-episode")
     model.eval()
     if mode == "cached" and getattr(model, "needs_images", False):
         mode = "per-episode"
     progress = progress or Progress()
-    progress.evaluated(0, len(episodes))
+    start = 0 if done is None else len(done)
+    if start > len(episodes):
+        raise ValueError(f"{start} episodes done of {len(episodes)}")
+    progress.evaluated(start, len(episodes), resumed=start)
     if mode == "cached":
         used = episodes.used_images()
         features = embed_all(model, image_set.images[used], device)
         position = torch.full((len(image_set.images),), -1, dtype=torch.int64)
         position[used] = torch.arange(len(used))
     accuracies = np.empty(len(episodes))
-    for i in range(len(episodes)):
+    accuracies[:start] = done if done is not None else []
+    for i in range(start, len(episodes)):
         episode = episodes[i]
         support_labels = episode.support_labels().to(device)
         model.episode_seed = episode_seed(episode)
@@ -59,6 +76,8 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
                            batch[episode.support.numel():], episode.way)
         hits = logits.argmax(1).cpu() == episode.query_labels()
         accuracies[i] = hits.double().mean().item()
-        if (i + 1) % 100 == 0 or i + 1 == len(episodes):
-            progress.evaluated(i + 1, len(episodes))
+        if (i + 1) % REPORT_EVERY == 0 or i + 1 == len(episodes):
+            if save is not None and i + 1 < len(episodes):
+                save(accuracies[: i + 1])  # before the report: a line "200/…" means saved
+            progress.evaluated(i + 1, len(episodes), resumed=start)
     return accuracies

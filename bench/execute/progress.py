@@ -115,7 +115,7 @@ class RichProgress(Progress):
                          status=pretrain_status(getattr(self, "pretrain_loss", ""),
                                                 images_per_second))
 
-    def evaluated(self, done, total):
+    def evaluated(self, done, total, resumed=0):
         if self.eval_task is None:
             self.eval_task = self.bars.add_task(f"test  {self.label}", total=total, status="")
         self.bars.update(self.eval_task, completed=done)
@@ -163,11 +163,13 @@ class LineProgress(Progress):
         click.echo(f"pretrain {self.label}: epoch {epoch}/{total}"
                    + (f" {status}" if status else "") + left, err=True)
 
-    def evaluated(self, done, total):
-        if done == 0:
+    def evaluated(self, done, total, resumed=0):
+        if done == resumed:  # the start: the rate counts the episodes evaluated from here on
             self.started.pop("test", None)
-            self._rate("test", 0, total)
-            click.echo(f"test  {self.label}: evaluating {total} episodes", err=True)
+            self._rate("test", done, total)
+            click.echo(f"test  {self.label}: evaluating {total} episodes"
+                       + (f" (resuming after episode {resumed}, saved by an interrupted run)"
+                          if resumed else ""), err=True)
         elif done == total:
             click.echo(f"test  {self.label}: {total} episodes done"
                        f"{self._rate('test', done, total)}", err=True)

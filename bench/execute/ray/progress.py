@@ -66,9 +66,9 @@ class BoardProgress(Progress):
     def validated(self, episode, accuracy):
         self.val_text = f" val {100 * accuracy:.1f}%"
 
-    def evaluated(self, done, total):
+    def evaluated(self, done, total, resumed=0):
         self._send({"stage": "test", "done": done, "total": total, "status": ""},
-                   final=done in (0, total))
+                   final=done in (resumed, total))
 
     def pretrained(self, epoch, total, loss, images_per_second=None):
         if loss == loss:
