@@ -143,13 +143,13 @@ def test_a_resumed_evaluation_gives_the_uninterrupted_accuracies(method, synthet
     """Episodes saved by an interrupted test are taken over, the rest evaluated: the same array
     as one uninterrupted evaluation, and the head runs only for the episodes not yet done."""
     import bench.evaluate.episodic as episodic
-    from bench.evaluate.cell import TestProgress, model_fingerprint
+    from bench.evaluate.cell import SavedTest, model_fingerprint
 
     monkeypatch.setattr(episodic, "REPORT_EVERY", 7)
     model, _ = trained(method, synthetic, episodes=3)
     episodes = fixed_episodes(synthetic, 5, 2, 3, 30, seed=1)
     straight = evaluate(model, synthetic, episodes, CPU)
-    saved = TestProgress(tmp_path / "test.npz", f"{episodes.hash}:{model_fingerprint(model)}")
+    saved = SavedTest(tmp_path / "test.npz", f"{episodes.hash}:{model_fingerprint(model)}")
     snapshots = []
 
     class Interrupted(Exception):
@@ -170,7 +170,7 @@ def test_a_resumed_evaluation_gives_the_uninterrupted_accuracies(method, synthet
     np.testing.assert_array_equal(evaluate(model, synthetic, episodes, CPU, done=done), straight)
     assert len(calls) == 30 - 14
     # progress of another model (or other episodes), or an unreadable file, is not taken over
-    assert TestProgress(saved.path, f"{episodes.hash}:other").load() == (None, 0.0)
+    assert SavedTest(saved.path, f"{episodes.hash}:other").load() == (None, 0.0)
     saved.path.write_bytes(b"not an npz")
     assert saved.load() == (None, 0.0)
     assert model_fingerprint(model) != model_fingerprint(trained(method, synthetic, 4)[0])

@@ -72,6 +72,6 @@ def checkpoint_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / "checkpoints" / f"{cell.training_id}.pt"
 
 
-def test_progress_path(out_dir: Path, cell: Cell) -> Path:
+def saved_test_path(out_dir: Path, cell: Cell) -> Path:
     """Where an unfinished test evaluation of ``cell`` keeps the episodes it has done."""
     return Path(out_dir) / "checkpoints" / f"test-{cell.cell_id}.npz"

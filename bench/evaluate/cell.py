@@ -38,7 +38,7 @@ def measure(cell: Cell, model, trained: dict, test_set: ImageSet, episodes: Epis
     """``model`` (trained as ``trained`` records: best episode, seconds, log, training data)
     evaluated on ``episodes`` of ``test_set`` (``cell_episodes``); ``deviation``: how the tested
     dataset's splits differ from its standard one (``DatasetAdapter.split_deviation``)."""
-    saved = TestProgress(models.test_progress_path(options.storage_dir, cell),
+    saved = SavedTest(models.saved_test_path(options.storage_dir, cell),
                          f"{episodes.hash}:{model_fingerprint(model)}")
     done, seconds_before = saved.load()
     start = time.perf_counter()
@@ -68,7 +68,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 @dataclass(frozen=True)
-class TestProgress:
+class SavedTest:
     """The accuracies of an unfinished test evaluation, saved every ``REPORT_EVERY`` episodes,
     so that a run stopped in a long test (a TRM 5-shot test on 84×84 images is most of an
     hour on 2 cores) resumes it instead of starting again. ``key`` ties them to the episodes

@@ -61,7 +61,8 @@ def evaluate(model, image_set: ImageSet, episodes: EpisodeList, device: torch.de
         position = torch.full((len(image_set.images),), -1, dtype=torch.int64)
         position[used] = torch.arange(len(used))
     accuracies = np.empty(len(episodes))
-    accuracies[:start] = done if done is not None else []
+    if start:
+        accuracies[:start] = done
     for i in range(start, len(episodes)):
         episode = episodes[i]
         support_labels = episode.support_labels().to(device)

@@ -67,13 +67,12 @@ def folder_title(folder: Path) -> str:
 
 
 def section(folder: Path, reference: str, only: list[str] | None,
-            answered: set[tuple] | None = None) -> list[str]:
+            answered: set[tuple]) -> list[str]:
     """One folder's heading and table (or the reason it has none). ``answered``: the comparisons
     (dataset, way, shot, method) that a folder listed before this one, i.e. better evidence,
     answers with models trained at the test shot; this folder's rows of those are superseded:
     the brief (``only``) leaves them out, the full page keeps them and says so. The folder's own
     rows trained at the test shot are added to it."""
-    answered = set() if answered is None else answered
     frame = with_episodes(results.load(folder))
     head = [f"### {folder_title(folder)} (`{folder.as_posix()}`)", ""]
     references = sorted(label for label in frame["method"].unique()
@@ -150,27 +149,29 @@ def cells_so_far(frame) -> list[str]:
     """A folder's cells as a small table (method, shot, training shot, accuracy, runs)."""
     lines = ["| dataset | way | shot | trained at | method | accuracy | runs |",
              "| --- | --- | --- | --- | --- | ---: | ---: |"]
-    keys = ["dataset", "way", "shot", "train_shot", "method"]
-    for key, rows in sorted(frame.groupby(keys, sort=False), key=lambda item: str(item[0])):
-        dataset, way, shot, train_shot, method = key
-        lines.append(f"| {dataset} | {int(way)} | {int(shot)} | {int(train_shot)}-shot | "
-                     f"{method} | {rows['acc'].mean():.2f} | {rows['seed'].nunique()} |")
+    for dataset, way, shot, train_shot, method, accuracy, runs in folder_cells(frame):
+        lines.append(f"| {dataset} | {way} | {shot} | {train_shot}-shot | {method} | "
+                     f"{accuracy:.2f} | {runs} |")
     return lines + [""]
 
 
 def cells_in_brief(frame, only: list[str]) -> list[str]:
     """The cells of the methods in ``only``, each as "cosine 63.52 (mini-imagenet 5-way 5-shot,
     trained at 5-shot, 1 run)"."""
-    keys = ["dataset", "way", "shot", "train_shot", "method"]
-    cells = []
-    for key, rows in sorted(frame.groupby(keys, sort=False), key=lambda item: str(item[0])):
-        dataset, way, shot, train_shot, method = key
-        if base_name(method) in only:
-            runs = rows["seed"].nunique()
-            cells.append(f"{method} {rows['acc'].mean():.2f} ({dataset} {int(way)}-way "
-                         f"{int(shot)}-shot, trained at {int(train_shot)}-shot, {runs} "
-                         f"run{'s' if runs > 1 else ''})")
+    cells = [f"{method} {accuracy:.2f} ({dataset} {way}-way {shot}-shot, trained at "
+             f"{train_shot}-shot, {runs} run{'s' if runs > 1 else ''})"
+             for dataset, way, shot, train_shot, method, accuracy, runs in folder_cells(frame)
+             if base_name(method) in only]
     return cells or ["none of the methods shown here"]
+
+
+def folder_cells(frame) -> list[tuple]:
+    """(dataset, way, shot, training shot, method, mean accuracy, runs) of every cell, sorted."""
+    keys = ["dataset", "way", "shot", "train_shot", "method"]
+    return [(dataset, int(way), int(shot), int(train_shot), method, rows["acc"].mean(),
+             rows["seed"].nunique())
+            for (dataset, way, shot, train_shot, method), rows
+            in sorted(frame.groupby(keys, sort=False), key=lambda item: str(item[0]))]
 
 
 def cell_frame(frame, key: dict, method: str):
