@@ -25,7 +25,8 @@ if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && [ -z "${FAIR_
     echo "fair_answer.sh: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in" \
          "/proc/cpuinfo), and the queue trains in bf16, which is emulated here (hundreds of times" \
          "slower): run it on a CPU that has one, or set FAIR_ANYWAY=1 (stored models are still" \
-         "evaluated in fp32 by a plain \`bench run\` of their cells)" >&2
+         "evaluated in fp32 by a plain \`bench run\` of their cells; the fp32 queue for such" \
+         "CPUs is benchmarks/precision_study.sh)" >&2
     exit 2
 fi
 for pair in "mini-imagenet-cpu:$MINI" "cub-cpu:$CUB"; do  # seed 0's pre-trained backbones

@@ -75,9 +75,12 @@ def test_page_rows_verdicts_and_what_differs(evidence):
 def test_only_keeps_the_named_methods_with_the_same_holm(evidence):
     full = answer_page([evidence], "trm", "x")
     brief = answer_page([evidence], "trm", "x", only=["protonet"])
-    kept = [line for line in brief.splitlines() if line.startswith("| synthetic")]
+    set_cell = f"| [set]({evidence.as_posix()}) "
+    kept = [line for line in brief.splitlines() if line.startswith(set_cell)]
     assert kept and all("protonet" in line for line in kept)
-    assert all(line in full.splitlines() for line in kept)  # Holm over the whole set
+    # one table, a set column first; Holm over the whole set
+    assert all("| " + line[len(set_cell):].lstrip("| ") in full.splitlines() for line in kept)
+    assert "###" not in brief
 
 
 def test_a_folder_without_the_method_says_so(evidence, tmp_path):
@@ -87,9 +90,9 @@ def test_a_folder_without_the_method_says_so(evidence, tmp_path):
     assert "No trm result in this folder yet; its cells so far:" in page
     assert "| synthetic | 5 | 1 | 1-shot | cosine | 50.00 | 1 |" in page
     brief = answer_page([other], "trm", "x", only=["cosine"]).splitlines()
-    assert ("No trm result in this folder yet; its cells so far: cosine 50.00 (synthetic 5-way "
-            "1-shot, trained at 1-shot, 1 run).") in brief
-    assert not any(line.startswith("|") for line in brief)  # one line, no table
+    assert ("other: no trm result in this folder yet; its cells so far: cosine 50.00 (synthetic "
+            "5-way 1-shot, trained at 1-shot, 1 run).") in brief
+    assert not any(line.startswith("| [other]") for line in brief)  # one line, no rows
 
 
 def test_base_name():
@@ -130,9 +133,13 @@ def test_rows_a_set_above_answers_at_the_test_shot_are_marked_superseded(evidenc
     assert "Superseded at 5-shot: a set above has these comparisons with models trained at the " \
         "test shot; the rows stay as the earlier evidence" in full
     brief = answer_page([fair, evidence], "trm", "x", only=["cosine"])
-    fair_part, old_part = brief.split("### A synthetic set")
-    assert "| synthetic | 5 | 5 | 5-shot | cosine |" in fair_part
-    assert "| 5 | 5 |" not in old_part and "| synthetic | 5 | 1 | 1-shot | cosine |" in old_part
-    assert "they are left out here (the full page keeps them)" in old_part
+    rows = [line for line in brief.splitlines() if line.startswith("| [")]
+    assert rows[0].startswith(f"| [fair]({fair.as_posix()}) | synthetic | 5 | 5 | 5-shot | "
+                              "cosine |")
+    assert [row.split(" | ")[3] for row in rows] == ["5", "1"]  # the old set's 5-shot row is gone
+    assert rows[1].startswith(f"| [set]({evidence.as_posix()}) | synthetic | 5 | 1 | 1-shot | "
+                              "cosine |")
+    assert ("Left out as superseded (a set above has these comparisons with models trained at "
+            "the test shot; the full page keeps them): set at 5-shot.") in brief
     # listed the other way round, nothing is superseded: the order states which set is better
     assert "Superseded" not in answer_page([evidence, fair], "trm", "x")

@@ -74,3 +74,26 @@ def test_a_run_stops_at_the_plateau_and_finishes(tmp_path, capsys, monkeypatch, 
     # 100 points of slack: stops at the first validation with one a window before it (20)
     assert training_log["episode"].max() == 60
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_the_pilot_replays_the_rule_with_sparser_validation():
+    """benchmarks/budget_rule_pilot.py --val-every: the same log validated half as often can stop
+    earlier and keep other weights (mini-fair's cosine: its 500-multiples never rose)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "budget_rule_pilot.py"
+    spec = importlib.util.spec_from_file_location("budget_rule_pilot", path)
+    pilot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pilot)
+    entries = log(0.40, 0.45, 0.50, 0.45, 0.55, 0.45, 0.40, 0.40)  # every 100 episodes
+    assert pilot.stopping(entries, RULE) == (700, [(100, 0.40), (200, 0.45), (300, 0.50),
+                                                   (400, 0.45), (500, 0.55), (600, 0.45),
+                                                   (700, 0.40)])
+    sparse = pilot.sparser(entries, 200)
+    assert [entry["episode"] for entry in sparse] == [200, 400, 600, 800]
+    assert pilot.stopping(sparse, RULE) == (400, [(200, 0.45), (400, 0.45)])
+    assert pilot.best([(200, 0.45), (400, 0.45)]) == (200, 0.45)  # the earliest of equals
+    dense = log(0.40, 0.45, 0.50, 0.55)
+    assert pilot.stopping(dense, RULE) == (None, [(100, 0.40), (200, 0.45), (300, 0.50),
+                                                  (400, 0.55)])

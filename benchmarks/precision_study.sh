@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# What bf16 training does to accuracy (a cost option of the fair-answer issue): the mini-fair
+# recipe with fp32 training, for protonet(temperature=64) and cosine, the methods whose fp32
+# cells fit a 3-hour session on a 2-core CPU (TRM's 5-shot fp32 steps take 7.6 s on an AVX2
+# EPYC: 8 h to the 4000 cap). Each cell pairs with mini-fair's bf16 cell of the same method,
+# shot and seed on the same 2,000 test episodes (test seed 0). Pre-training runs in the
+# training's precision too (precision is part of the backbone's identity), so the comparison is
+# of the whole recipe in fp32 against the whole recipe in bf16; seed 0's fp32 backbones are
+# mini-imagenet-cpu's (copied into mini-fair with the bf16 ones), seeds 1 and 2 pre-train here
+# (about 40 min per backbone). The set is results/reference/mini-fair-fp32 and never mixes with
+# mini-fair's table (another training id).
+#
+# This is the queue for sessions on CPUs without native bf16 (AVX2 only), where the fair-answer
+# queue (benchmarks/fair_answer.sh) cannot run; on a bf16 CPU run that one instead. Resumable:
+# rerunning continues where it stopped.
+#   nohup bash benchmarks/precision_study.sh > precision.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH:-.venv/bin/bench}
+OUT=${OUT:-results/reference/mini-fair-fp32}
+MINI=${MINI:-results/reference/mini-fair}  # whose pre-trained backbones (seed 0) are copied
+mkdir -p "$OUT/pretrained"
+cp -n "$MINI"/pretrained/*.pt "$OUT/pretrained/" 2>/dev/null || true
+for seed in 0 1 2; do
+    for shot in 5 1; do
+        nice -n 10 "$BENCH" run --preset mini-fair --data-root ../shared/data/miniimagenet \
+            --out "$OUT" --precision fp32 --shots "$shot" --seed "$seed" \
+            --methods "protonet(temperature=64),cosine"
+    done
+done
+"$BENCH" report "$OUT" --format markdown > "$OUT/report.md"
