@@ -5,9 +5,10 @@
 # cosine at seed 0 first, on both datasets (5-shot, the cells the old protocol got wrong, on
 # miniImageNet then CUB; then 1-shot), then seeds 1 and 2 in the same order. Each miniImageNet
 # model is also tested on CUB (mini-to-cub-fair) as soon as it is trained. Every `bench run`
-# resumes where it stopped (checkpoints every 100 episodes, kept on this machine, not
-# committed), so rerunning this script continues the queue; commit results/reference/*-fair as
-# cells land.
+# resumes where it stopped (checkpoints every 100 episodes), so rerunning this script continues
+# the queue; commit results/reference/*-fair as cells land, and before a session ends commit the
+# unfinished trainings' checkpoints (`.venv/bin/python scripts/save_checkpoints.py`): a session
+# may start from a fresh checkout, and a TRM 5-shot training outlasts one session.
 #
 # bf16: these sets train in bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16),
 # as mini-cpu's protonet/cosine/trm cells did (their pre-trained backbones are reused). On an
