@@ -24,15 +24,18 @@ SETS = ["results/reference/mini-fair", "results/reference/cub-fair",
 
 def describe(path: Path) -> str:
     """"<label> <dataset> <shot>-shot seed <s>: episode <e> of <cap>" for a training checkpoint,
-    "<label>: pre-training epoch <e>" for a pre-training one."""
+    "pre-training of <backbone> <dataset> seed <s> (<precision>): epoch <e> of <n>" for a
+    pre-training one."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    config = payload.get("config", {})
-    if "state" in payload:
-        train = config.get("train", {})
-        return (f"{config.get('method_label', config.get('method'))} {config.get('dataset')} "
-                f"{train.get('shot')}-shot seed {config.get('seed')}: episode "
-                f"{payload['state']['episode']} of {train.get('episodes')}")
-    return f"pre-training {path.stem}: epoch {payload.get('epoch', '?')}"
+    config, state = payload.get("config", {}), payload.get("state", {})
+    if "backbone" in config and "epochs" in config:  # a pre-training (bench/train/pretrain.py)
+        return (f"pre-training of {config['backbone']} {config.get('dataset')} seed "
+                f"{config.get('seed')} ({config.get('precision')}): epoch {state.get('epoch')} "
+                f"of {config['epochs']}")
+    train = config.get("train", {})
+    return (f"{config.get('method_label', config.get('method'))} {config.get('dataset')} "
+            f"{train.get('shot')}-shot seed {config.get('seed')}: episode "
+            f"{state.get('episode')} of {train.get('episodes')}")
 
 
 def main() -> None:

@@ -90,3 +90,35 @@ def test_two_concurrent_runs_write_every_row_once(tmp_path, glyph_cache):
     assert sorted(frame["method"]) == ["cosine", "protonet"]
     assert frame["cell_id"].is_unique
     assert len(list((out / "models").glob("*.pt"))) == 2
+
+
+def test_the_fair_sets_checkpoints_travel_in_git_and_are_named(tmp_path):
+    """.gitignore lets the fair-answer sets' checkpoints through (and no other set's), and
+    scripts/save_checkpoints.py names each training it would commit."""
+    import importlib.util
+    import shutil
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") and (root / ".git").exists():
+        paths = ["results/reference/mini-fair/checkpoints/x.pt",
+                 "results/reference/cub-fair/checkpoints/pretrain-x.pt",
+                 "results/reference/cub-cpu/checkpoints/x.pt",
+                 "results/reference/mini-fair/checkpoints/.x.pt.tmp123",
+                 "results/reference/mini-fair/locks/x"]
+        done = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True,
+                              text=True)
+        assert done.stdout.split() == paths[2:]
+    spec = importlib.util.spec_from_file_location(
+        "save_checkpoints", root / "scripts" / "save_checkpoints.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    path = tmp_path / "abc.pt"
+    torch.save({"config": {"method": "trm", "method_label": "trm", "dataset": "cub", "seed": 1,
+                           "train": {"shot": 5, "episodes": 6000}},
+                "state": {"episode": 2300}}, path)
+    assert script.describe(path) == "trm cub 5-shot seed 1: episode 2300 of 6000"
+    torch.save({"config": {"backbone": "conv64f", "dataset": "cub", "seed": 2, "epochs": 40,
+                           "precision": "bf16"}, "state": {"epoch": 7, "batch": 0}}, path)
+    assert script.describe(path) == "pre-training of conv64f cub seed 2 (bf16): epoch 7 of 40"
