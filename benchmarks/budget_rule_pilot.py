@@ -13,7 +13,9 @@ that point against the best of the whole run.
 issue: a TRM 5-shot validation of 200 episodes costs about as much as 60 training steps): only the
 logged validations at multiples of N are kept (N a multiple of the run's own interval), and each
 row adds the validations run and the episode whose weights would have been kept, against the
-logged schedule. The kept weights' *test* accuracy is not known unless they are the same weights.
+logged schedule. The kept weights' *test* accuracy is not known unless they are the same weights,
+and where the logged run stopped before the sparser schedule would have, what it would have done
+next is unknown (the row says so).
 """
 
 from __future__ import annotations
@@ -42,10 +44,18 @@ def stopping(log: list[dict], rule) -> tuple[int | None, list[tuple[int, float]]
     return None, validations
 
 
-def sparser(log: list[dict], every: int) -> list[dict]:
-    """The log as if validation had run only at multiples of ``every`` episodes."""
-    return [entry for entry in log if entry["val_acc"] == entry["val_acc"]
-            and entry["episode"] % every == 0]
+def sparser(log: list[dict], every: int, cap: int) -> list[dict]:
+    """The log as if validation had run only at multiples of ``every`` episodes and at the cap
+    (as the runner validates); a multiple the log passed without a validation is an error."""
+    validated = {entry["episode"] for entry in log if entry["val_acc"] == entry["val_acc"]}
+    last = max((entry["episode"] for entry in log), default=0)
+    missing = [episode for episode in range(every, last + 1, every) if episode not in validated]
+    if missing:
+        raise SystemExit(f"budget_rule_pilot: --val-every {every} needs a logged validation at "
+                         f"episode {missing[0]}, which the log lacks; pass a multiple of the "
+                         "run's own validation interval")
+    return [entry for entry in log if entry["episode"] in validated
+            and (entry["episode"] % every == 0 or entry["episode"] == cap)]
 
 
 def best(validations: list[tuple[int, float]]) -> tuple[int, float]:
@@ -94,12 +104,20 @@ def main() -> None:
                 f"{curve} | {stop if stop else 'still learning'} | {100 * best_stop:.1f} / "
                 f"{100 * best_all:.1f} |")
         if args.val_every:
-            sparse_stop, sparse_seen = stopping(sparser(log, args.val_every), rule)
+            cap = int(row["train_episodes"])
+            sparse_stop, sparse_seen = stopping(sparser(log, args.val_every, cap), rule)
+            ended = log[-1]["episode"]
             if not sparse_seen:
                 line += " no validation at that interval | | |"
             else:
                 kept, sparse_kept = best(seen_validations), best(sparse_seen)
-                line += (f" {sparse_stop if sparse_stop else 'still learning'} | "
+                if sparse_stop:
+                    sparse_text = str(sparse_stop)
+                elif ended < cap:  # the logged run stopped early: what followed is unknown
+                    sparse_text = f"not by {ended} (the log ends; unknown after)"
+                else:
+                    sparse_text = "still learning"
+                line += (f" {sparse_text} | "
                          f"{len(seen_validations)} → {len(sparse_seen)} | {kept[0]} "
                          f"({100 * kept[1]:.1f}) → {sparse_kept[0]} ({100 * sparse_kept[1]:.1f})"
                          f"{'' if kept[0] == sparse_kept[0] else ', other weights'} |")

@@ -13,7 +13,8 @@
 #
 # This is the queue for sessions on CPUs without native bf16 (AVX2 only), where the fair-answer
 # queue (benchmarks/fair_answer.sh) cannot run; on a bf16 CPU run that one instead. Resumable:
-# rerunning continues where it stopped.
+# rerunning continues where it stopped; before a session ends, commit the unfinished trainings'
+# checkpoints (`.venv/bin/python scripts/save_checkpoints.py`) so a fresh checkout resumes them.
 #   nohup bash benchmarks/precision_study.sh > precision.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,11 @@ BENCH=${BENCH:-.venv/bin/bench}
 OUT=${OUT:-results/reference/mini-fair-fp32}
 MINI=${MINI:-results/reference/mini-fair}  # whose pre-trained backbones (seed 0) are copied
 mkdir -p "$OUT/pretrained"
-cp -n "$MINI"/pretrained/*.pt "$OUT/pretrained/" 2>/dev/null || true
+if ! ls "$MINI"/pretrained/*.pt > /dev/null 2>&1; then
+    echo "precision_study.sh: no pre-trained backbones in $MINI/pretrained; seed 0 pre-trains" \
+         "its own (about 40 min per backbone)" >&2
+fi
+cp -n "$MINI"/pretrained/*.pt "$OUT/pretrained/" 2>/dev/null || true  # cp -n: 1 when it skips
 run() { nice -n 10 "$BENCH" run --preset mini-fair --data-root ../shared/data/miniimagenet \
     --out "$OUT" --precision fp32 "$@"; }
 for seed in 0 1 2; do
@@ -32,4 +37,4 @@ for seed in 0 1 2; do
     # 1-shot fp32 training is about 2.3 h here (1.8 s a step), its 5-shot one 8 h, so 1-shot only
     run --shots 1 --seed "$seed" --methods trm
 done
-"$BENCH" report "$OUT" --format markdown > "$OUT/report.md"
+"$BENCH" report "$OUT" --format markdown > "$OUT/report.md.tmp" && mv "$OUT/report.md.tmp" "$OUT/report.md"

@@ -38,6 +38,12 @@ def describe(path: Path) -> str:
             f"{state.get('episode')} of {train.get('episodes')}")
 
 
+def tracked(folder: Path) -> bool:
+    listed = subprocess.run(["git", "ls-files", "--", str(folder.relative_to(ROOT))], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    return bool(listed.stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="list, commit nothing")
@@ -49,7 +55,12 @@ def main() -> None:
         print(f"{path.relative_to(ROOT)}: {what}")
     if args.dry_run:
         return
-    paths = [str(folder.relative_to(ROOT)) for folder in folders]
+    # git refuses a pathspec that matches nothing: only folders that exist or were committed
+    paths = [str(folder.relative_to(ROOT)) for folder in folders
+             if folder.is_dir() or tracked(folder)]
+    if not paths:
+        print("nothing to commit")
+        return
     subprocess.run(["git", "add", "-A", "--", *paths], cwd=ROOT, check=True)
     staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths], cwd=ROOT)
     if staged.returncode == 0:

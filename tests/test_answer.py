@@ -143,3 +143,9 @@ def test_rows_a_set_above_answers_at_the_test_shot_are_marked_superseded(evidenc
             "the test shot; the full page keeps them): set at 5-shot.") in brief
     # listed the other way round, nothing is superseded: the order states which set is better
     assert "Superseded" not in answer_page([evidence, fair], "trm", "x")
+
+
+def test_the_brief_says_when_none_of_its_methods_shares_a_cell(evidence):
+    brief = answer_page([evidence], "trm", "x", only=["dn4"])
+    assert "set: none of dn4 shares a cell with trm here." in brief
+    assert not any(line.startswith("| [set]") for line in brief.splitlines())

@@ -90,8 +90,11 @@ def test_the_pilot_replays_the_rule_with_sparser_validation():
     assert pilot.stopping(entries, RULE) == (700, [(100, 0.40), (200, 0.45), (300, 0.50),
                                                    (400, 0.45), (500, 0.55), (600, 0.45),
                                                    (700, 0.40)])
-    sparse = pilot.sparser(entries, 200)
+    sparse = pilot.sparser(entries, 200, cap=800)
     assert [entry["episode"] for entry in sparse] == [200, 400, 600, 800]
+    assert [entry["episode"] for entry in pilot.sparser(entries, 300, cap=800)] == [300, 600, 800]
+    with pytest.raises(SystemExit, match="needs a logged validation at episode 150"):
+        pilot.sparser(entries, 150, cap=800)
     assert pilot.stopping(sparse, RULE) == (400, [(200, 0.45), (400, 0.45)])
     assert pilot.best([(200, 0.45), (400, 0.45)]) == (200, 0.45)  # the earliest of equals
     dense = log(0.40, 0.45, 0.50, 0.55)

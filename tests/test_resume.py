@@ -122,3 +122,49 @@ def test_the_fair_sets_checkpoints_travel_in_git_and_are_named(tmp_path):
     torch.save({"config": {"backbone": "conv64f", "dataset": "cub", "seed": 2, "epochs": 40,
                            "precision": "bf16"}, "state": {"epoch": 7, "batch": 0}}, path)
     assert script.describe(path) == "pre-training of conv64f cub seed 2 (bf16): epoch 7 of 40"
+
+
+def test_save_checkpoints_commits_them_and_later_their_deletion(tmp_path):
+    """scripts/save_checkpoints.py in a repository where only one fair set has checkpoints: it
+    commits that one (naming the training), then its deletion, then nothing."""
+    import shutil
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(root / "scripts" / "save_checkpoints.py", repo / "scripts")
+    shutil.copy(root / ".gitignore", repo)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    def save():
+        return subprocess.run([sys.executable, str(repo / "scripts" / "save_checkpoints.py")],
+                              cwd=repo, env=env, capture_output=True, text=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "start")
+    folder = repo / "results" / "reference" / "mini-fair-fp32" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"config": {"method": "cosine", "dataset": "mini-imagenet", "seed": 0,
+                           "train": {"shot": 1, "episodes": 4000}},
+                "state": {"episode": 700}}, folder / "abc.pt")
+    (folder / ".abc.pt.tmp99").write_bytes(b"partial")
+    done = save()
+    assert done.returncode == 0, done.stderr
+    assert git("ls-files", "results") == "results/reference/mini-fair-fp32/checkpoints/abc.pt\n"
+    assert "cosine mini-imagenet 1-shot seed 0: episode 700 of 4000" in git("log", "-1",
+                                                                            "--format=%s")
+    (folder / "abc.pt").unlink()
+    done = save()
+    assert done.returncode == 0, done.stderr
+    assert git("ls-files", "results") == ""
+    assert "none left (cells finished)" in git("log", "-1", "--format=%s")
+    done = save()
+    assert done.returncode == 0 and "nothing to commit" in done.stdout

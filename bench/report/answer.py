@@ -111,7 +111,8 @@ def folder_evidence(folder: Path, reference: str, only: list[str] | None,
             if only is None or base_name(row["method"]) in only:
                 rows.append(answer_row(frame, row, label))
     if not rows:
-        found.empty = f"No method shares a cell with {reference} here"
+        found.empty = (f"No method shares a cell with {reference} here" if only is None else
+                       f"None of {', '.join(only)} shares a cell with {reference} here")
         return found
     superseded = [row["key"] in answered for row in rows]
     found.superseded = sorted({row["key"][2] for row, old in zip(rows, superseded) if old})
