@@ -37,4 +37,5 @@ for seed in 0 1 2; do
     # 1-shot fp32 training is about 2.3 h here (1.8 s a step), its 5-shot one 8 h, so 1-shot only
     run --shots 1 --seed "$seed" --methods trm
 done
-"$BENCH" report "$OUT" --format markdown > "$OUT/report.md.tmp" && mv "$OUT/report.md.tmp" "$OUT/report.md"
+"$BENCH" report "$OUT" --format markdown > "$OUT/report.md.tmp"
+mv "$OUT/report.md.tmp" "$OUT/report.md"
