@@ -8,7 +8,8 @@
 # training's precision too (precision is part of the backbone's identity), so the comparison is
 # of the whole recipe in fp32 against the whole recipe in bf16; seed 0's fp32 backbones are
 # mini-imagenet-cpu's (copied into mini-fair with the bf16 ones), seeds 1 and 2 pre-train here
-# (about 40 min per backbone). The set is results/reference/mini-fair-fp32 and never mixes with
+# (about 40 min per backbone). Order: protonet and cosine at 5-shot for seeds 0, 1, 2, then at
+# 1-shot, then trm at 1-shot. The set is results/reference/mini-fair-fp32 and never mixes with
 # mini-fair's table (another training id).
 #
 # This is the queue for sessions on CPUs without native bf16 (AVX2 only), where the fair-answer
@@ -29,12 +30,16 @@ fi
 cp -n "$MINI"/pretrained/*.pt "$OUT/pretrained/" 2>/dev/null || true  # cp -n: 1 when it skips
 run() { nice -n 10 "$BENCH" run --preset mini-fair --data-root ../shared/data/miniimagenet \
     --out "$OUT" --precision fp32 "$@"; }
-for seed in 0 1 2; do
-    for shot in 5 1; do
+# 5-shot over the three seeds first: besides the precision pairs, the first measure of how much
+# a natural-image cell moves between training runs (the answer page's single-run rows need it)
+for shot in 5 1; do
+    for seed in 0 1 2; do
         run --shots "$shot" --seed "$seed" --methods "protonet(temperature=64),cosine"
     done
-    # TRM's attention (scores in bf16, softmaxes in fp32) is where bf16 could matter most; its
-    # 1-shot fp32 training is about 2.3 h here (1.8 s a step), its 5-shot one 8 h, so 1-shot only
+done
+# TRM's attention (scores in bf16, softmaxes in fp32) is where bf16 could matter most; its
+# 1-shot fp32 training is about 2.3 h here (1.8 s a step), its 5-shot one 8 h, so 1-shot only
+for seed in 0 1 2; do
     run --shots 1 --seed "$seed" --methods trm
 done
 "$BENCH" report "$OUT" --format markdown > "$OUT/report.md.tmp"
