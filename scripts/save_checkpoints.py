@@ -24,14 +24,14 @@ SETS = ["results/reference/mini-fair", "results/reference/cub-fair",
 
 def describe(path: Path) -> str:
     """"<label> <dataset> <shot>-shot seed <s>: episode <e> of <cap>" for a training checkpoint,
-    "pre-training of <backbone> <dataset> seed <s> (<precision>): epoch <e> of <n>" for a
-    pre-training one."""
+    "pre-training of <backbone> <dataset> seed <s> (<precision>): <e> of <n> epochs done, <b>
+    batches into the next" for a pre-training one."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     config, state = payload.get("config", {}), payload.get("state", {})
     if "backbone" in config and "epochs" in config:  # a pre-training (bench/train/pretrain.py)
         return (f"pre-training of {config['backbone']} {config.get('dataset')} seed "
-                f"{config.get('seed')} ({config.get('precision')}): epoch {state.get('epoch')} "
-                f"of {config['epochs']}")
+                f"{config.get('seed')} ({config.get('precision')}): {state.get('epoch')} of "
+                f"{config['epochs']} epochs done, {state.get('batch', 0)} batches into the next")
     train = config.get("train", {})
     return (f"{config.get('method_label', config.get('method'))} {config.get('dataset')} "
             f"{train.get('shot')}-shot seed {config.get('seed')}: episode "

@@ -120,8 +120,9 @@ def test_the_fair_sets_checkpoints_travel_in_git_and_are_named(tmp_path):
                 "state": {"episode": 2300}}, path)
     assert script.describe(path) == "trm cub 5-shot seed 1: episode 2300 of 6000"
     torch.save({"config": {"backbone": "conv64f", "dataset": "cub", "seed": 2, "epochs": 40,
-                           "precision": "bf16"}, "state": {"epoch": 7, "batch": 0}}, path)
-    assert script.describe(path) == "pre-training of conv64f cub seed 2 (bf16): epoch 7 of 40"
+                           "precision": "bf16"}, "state": {"epoch": 7, "batch": 30}}, path)
+    assert script.describe(path) == ("pre-training of conv64f cub seed 2 (bf16): 7 of 40 epochs "
+                                     "done, 30 batches into the next")
 
 
 def test_save_checkpoints_commits_them_and_later_their_deletion(tmp_path):
