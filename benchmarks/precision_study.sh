@@ -9,8 +9,9 @@
 # of the whole recipe in fp32 against the whole recipe in bf16; seed 0's fp32 backbones are
 # mini-imagenet-cpu's (copied into mini-fair with the bf16 ones), seeds 1 and 2 pre-train here
 # (about 75 min per Conv-4 backbone on a 2-core AVX2 EPYC: 0.95 s a batch of 64). Order:
-# protonet and cosine at 5-shot for seeds 0, 1, 2, then at 1-shot, then trm at 1-shot. The set is results/reference/mini-fair-fp32 and never mixes with
-# mini-fair's table (another training id).
+# protonet and cosine at 5-shot for seeds 0, 1, 2, then at 1-shot, then trm at 1-shot. The set
+# is results/reference/mini-fair-fp32 and never mixes with mini-fair's table (another training
+# id).
 #
 # This is the queue for sessions on CPUs without native bf16 (AVX2 only), where the fair-answer
 # queue (benchmarks/fair_answer.sh) cannot run; on a bf16 CPU run that one instead. Resumable:
