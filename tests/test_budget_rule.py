@@ -5,6 +5,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from helpers import load_script
 
 from bench.core.config import Cell, MethodSpec, TrainConfig
 from bench.errors import BenchError
@@ -79,13 +80,7 @@ def test_a_run_stops_at_the_plateau_and_finishes(tmp_path, capsys, monkeypatch, 
 def test_the_pilot_replays_the_rule_with_sparser_validation():
     """benchmarks/budget_rule_pilot.py --val-every: the same log validated half as often can stop
     earlier and keep other weights (mini-fair's cosine: its 500-multiples never rose)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "budget_rule_pilot.py"
-    spec = importlib.util.spec_from_file_location("budget_rule_pilot", path)
-    pilot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pilot)
+    pilot = load_script("benchmarks/budget_rule_pilot.py")
     entries = log(0.40, 0.45, 0.50, 0.45, 0.55, 0.45, 0.40, 0.40)  # every 100 episodes
     assert pilot.stopping(entries, RULE) == (700, [(100, 0.40), (200, 0.45), (300, 0.50),
                                                    (400, 0.45), (500, 0.55), (600, 0.45),

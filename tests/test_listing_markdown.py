@@ -2,7 +2,6 @@
 registries and bench/plan/presets.py, and the committed copies of them in docs/methods.md and
 docs/presets.md (scripts/list_tables.py fills those blocks)."""
 
-import importlib.util
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import load_script
 
 from bench.cli import cli, listing, main
 from bench.cli.run import run_command
@@ -20,11 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def list_tables():
-    path = ROOT / "scripts" / "list_tables.py"
-    spec = importlib.util.spec_from_file_location("list_tables", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/list_tables.py")
 
 
 def bench_list(*args: str) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from helpers import without_progress
+from helpers import load_script, without_progress
 
 BENCH = str(Path(sys.executable).parent / "bench")
 ARGS = ["run", "--methods", "protonet", "--shots", "1", "--train-episodes", "60",
@@ -95,7 +95,6 @@ def test_two_concurrent_runs_write_every_row_once(tmp_path, glyph_cache):
 def test_the_fair_sets_checkpoints_travel_in_git_and_are_named(tmp_path):
     """.gitignore lets the fair-answer sets' checkpoints through (and no other set's), and
     scripts/save_checkpoints.py names each training it would commit."""
-    import importlib.util
     import shutil
 
     import torch
@@ -110,10 +109,7 @@ def test_the_fair_sets_checkpoints_travel_in_git_and_are_named(tmp_path):
         done = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True,
                               text=True)
         assert done.stdout.split() == paths[2:]
-    spec = importlib.util.spec_from_file_location(
-        "save_checkpoints", root / "scripts" / "save_checkpoints.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/save_checkpoints.py")
     path = tmp_path / "abc.pt"
     torch.save({"config": {"method": "trm", "method_label": "trm", "dataset": "cub", "seed": 1,
                            "train": {"shot": 5, "episodes": 6000}},

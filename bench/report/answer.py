@@ -135,13 +135,17 @@ def header(reference: str) -> list[str]:
 ALIGN = ["---"] * 3 + ["---:"] + ["---"] + ["---:"] * 5 + ["---", "---"]
 
 
+def table_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def section(found: Evidence, reference: str) -> list[str]:
     """One folder's heading and table (or the reason it has none), for the full page."""
     head = [f"### {folder_title(found.folder)} (`{found.folder.as_posix()}`)", ""]
     if found.empty:
         return head + [found.empty + (":" if found.cells else "."), ""] + found.cells
-    out = head + ["| " + " | ".join(header(reference)) + " |", "| " + " | ".join(ALIGN) + " |"]
-    out += ["| " + " | ".join(r["cells"]) + " |" for r in found.rows]
+    out = head + [table_line(header(reference)), table_line(ALIGN)]
+    out += [table_line(r["cells"]) for r in found.rows]
     out += [""]
     if found.superseded:
         out += [f"Superseded at {shots_text(found.superseded)}: a set above has these "
@@ -153,11 +157,10 @@ def section(found: Evidence, reference: str) -> list[str]:
 def brief_table(evidence: list[Evidence], reference: str) -> list[str]:
     """Every folder's rows in one table, a "set" column first, then one line on what is left
     out: superseded rows and folders without a comparison yet."""
-    out = ["| " + " | ".join(["set"] + header(reference)) + " |",
-           "| " + " | ".join(["---"] + ALIGN) + " |"]
+    out = [table_line(["set"] + header(reference)), table_line(["---"] + ALIGN)]
     for found in evidence:
         name = f"[{found.folder.name}]({found.folder.as_posix()})"
-        out += ["| " + " | ".join([name] + r["cells"]) + " |" for r in found.rows]
+        out += [table_line([name] + r["cells"]) for r in found.rows]
     notes = []
     superseded = [f"{found.folder.name} at {shots_text(found.superseded)}"
                   for found in evidence if found.superseded]
