@@ -14,12 +14,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The evidence sets, best first: trained at the test shot under the budget rule (miniImageNet,
-# CUB, and miniImageNet's models tested on CUB), then the single-run CPU sets (their 5-shot
+# CUB, and miniImageNet's models tested on CUB; then mini-fair's recipe trained in fp32, the
+# precision study, whose cells answer where mini-fair has none yet), then the single-run CPU sets (their 5-shot
 # cells test 1-shot-trained models: a shot-transfer study), the single-run cross-domain set,
 # and Omniglot over six training runs.
 # A fair-answer set joins the page with its first committed cell (its results.csv).
 FOLDERS = ["results/reference/mini-fair", "results/reference/cub-fair",
-           "results/reference/mini-to-cub-fair", "results/reference/mini-imagenet-cpu",
+           "results/reference/mini-to-cub-fair", "results/reference/mini-fair-fp32",
+           "results/reference/mini-imagenet-cpu",
            "results/reference/cub-cpu", "results/reference/mini-to-cub-cpu",
            "results/reference/omniglot-zoo-seeds"]
 BEGIN, END = "<!-- BEGIN answer (generated) -->", "<!-- END answer (generated) -->"
@@ -32,7 +34,8 @@ one training run a difference says nothing about how much another training run w
 only the rows with ≥ 2 runs support "ahead" or "behind". "trained at … (shot transfer)" marks
 5-shot cells of models trained at 1-shot: a study of how methods transfer across shots, not the
 5-shot answer, which needs models trained at 5-shot (the fair-answer sections, as they fill in:
-`mini-fair`, `cub-fair`, and `mini-to-cub-fair`, which tests mini-fair's models on CUB). "What
+`mini-fair`, `cub-fair`, `mini-to-cub-fair`, which tests mini-fair's models on CUB, and
+`mini-fair-fp32`, mini-fair's recipe trained in fp32 instead of bf16). "What
 else differs" names every setting besides the method that differs between the two cells: TRM
 and cosine share the Conv-64F backbone and its pre-training, so their difference is TRM's
 attention alone; ProtoNet runs on Conv-4 with its own pre-training and a fixed temperature, so
