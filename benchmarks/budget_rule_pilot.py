@@ -6,8 +6,15 @@ measured, without training anything.
         results/reference/cub-cpu --window 1000 --delta 0.5
 
 For each row with a training log: the validation curve, the episode at which the rule fires (or
-"still learning" when it never does before the log ends), and the best validation accuracy at
-that point against the best of the whole run.
+"still learning" when it never does before the cap; "not by E" when the logged run ended at E,
+before its cap, and the replayed rule had not fired by then), and the best validation accuracy at
+that point against the best of the whole run, and how many of the steps before the stop ran at
+a decayed learning rate: a rule that stops a method before its first decay never lets it train at
+the lower rate that another method, still learning, reaches. The rule replayed is the runner's
+(`bench.train.runner.plateaued`), with each run's own schedule and cap (its `configs/` file):
+it fires only once a full window has passed at the schedule's last learning rate before the cap.
+``--any-rate`` replays the rule as it was before 2026-12-08, when it could fire at any rate (how
+mini-fair's protonet cells stopped at episode 2000, where the rate halves).
 
 ``--val-every N`` asks what sparser validation would have done (a cost option of the fair-answer
 issue: a TRM 5-shot validation of 200 episodes costs about as much as 60 training steps): only the
@@ -21,6 +28,7 @@ next is unknown (the row says so).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
+from bench.core.config import TrainConfig  # noqa: E402
 from bench.results import load, log_path  # noqa: E402
 from bench.train.runner import plateaued  # noqa: E402
 
@@ -42,6 +51,15 @@ def stopping(log: list[dict], rule) -> tuple[int | None, list[tuple[int, float]]
             if plateaued(log[:index + 1], rule):
                 return entry["episode"], validations
     return None, validations
+
+
+def decayed_steps(log: list[dict], until: int) -> int:
+    """Training steps up to episode ``until`` that ran at a learning rate below the run's first.
+    The log records the rate after each step's scheduler step, so step e used entry e − 1's."""
+    if not log or "lr" not in log[0]:
+        return 0
+    top = max(entry["lr"] for entry in log)
+    return sum(1 for entry in log if entry["episode"] < until and entry["lr"] < top)
 
 
 def sparser(log: list[dict], every: int, cap: int) -> list[dict]:
@@ -63,6 +81,27 @@ def best(validations: list[tuple[int, float]]) -> tuple[int, float]:
     return max(validations, key=lambda item: (item[1], -item[0]))
 
 
+def stop_text(stop: int | None, log: list[dict], cap: int) -> str:
+    if stop:
+        return str(stop)
+    ended = log[-1]["episode"]
+    return "still learning" if ended >= cap else f"not by {ended} (the log ends; unknown after)"
+
+
+def row_rule(folder: Path, row, args) -> SimpleNamespace:
+    """The rule with the run's own schedule and cap (from its configs/ file, else the row's
+    cap and the default schedule); without them (``--any-rate``) it may fire at any rate."""
+    rule = SimpleNamespace(plateau_window=args.window, plateau_delta=args.delta)
+    if args.any_rate:
+        return rule
+    config = folder / "configs" / f"{row['cell_id']}.json"
+    train = json.loads(config.read_text())["train"] if config.is_file() else {}
+    defaults = TrainConfig()
+    return SimpleNamespace(**vars(rule), episodes=int(row["train_episodes"]),
+                           lr_step=train.get("lr_step", defaults.lr_step),
+                           lr_gamma=train.get("lr_gamma", defaults.lr_gamma))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+")
@@ -70,15 +109,18 @@ def main() -> None:
     parser.add_argument("--delta", type=float, default=0.5)
     parser.add_argument("--val-every", type=int, default=0,
                         help="also show the rule with validation only every N episodes")
+    parser.add_argument("--any-rate", action="store_true",
+                        help="the rule before 2026-12-08, which could stop before the final rate")
     args = parser.parse_args()
-    rule = SimpleNamespace(plateau_window=args.window, plateau_delta=args.delta)
     frame = load(args.results).drop_duplicates("cell_id")
     seen = set()
     print(f"rule: stop when the best validation accuracy rose by ≤ {args.delta:g} points over "
-          f"the last {args.window} episodes")
+          f"the last {args.window} episodes"
+          + (", at any learning rate (before 2026-12-08)" if args.any_rate else
+             ", all of them at the schedule's last rate before the cap"))
     header = ("| folder | method | train shot | validation curve (episode: %) | stops at | best "
-              "there / best of run |")
-    rule_line = "| --- | --- | ---: | --- | ---: | ---: |"
+              "there / best of run | steps at a decayed lr before the stop |")
+    rule_line = "| --- | --- | ---: | --- | ---: | ---: | ---: |"
     if args.val_every:
         header += (f" every {args.val_every}: stops at | validations run (logged → every "
                    f"{args.val_every}) | kept weights: episode (validation %), logged → every "
@@ -93,6 +135,7 @@ def main() -> None:
             continue
         seen.add(key)
         log = pd.read_csv(path).to_dict("records")
+        rule = row_rule(Path(row["source_dir"]), row, args)
         stop, seen_validations = stopping(log, rule)
         validations = [(e["episode"], e["val_acc"]) for e in log if e["val_acc"] == e["val_acc"]]
         if not validations:
@@ -101,8 +144,9 @@ def main() -> None:
         best_stop = best(seen_validations)[1]
         curve = ", ".join(f"{episode}: {100 * acc:.1f}" for episode, acc in validations)
         line = (f"| {Path(row['source_dir']).name} | {row['method']} | {row['train_shot']} | "
-                f"{curve} | {stop if stop else 'still learning'} | {100 * best_stop:.1f} / "
-                f"{100 * best_all:.1f} |")
+                f"{curve} | {stop_text(stop, log, int(row['train_episodes']))} | "
+                f"{100 * best_stop:.1f} / {100 * best_all:.1f} | "
+                f"{decayed_steps(log, stop or log[-1]['episode'])} |")
         if args.val_every:
             cap = int(row["train_episodes"])
             sparse_stop, sparse_seen = stopping(sparser(log, args.val_every, cap), rule)

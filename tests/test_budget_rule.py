@@ -9,7 +9,7 @@ from helpers import load_script
 
 from bench.core.config import Cell, MethodSpec, TrainConfig
 from bench.errors import BenchError
-from bench.train.runner import plateaued
+from bench.train.runner import final_rate_from, plateaued
 
 
 def log(*validations, every=100):
@@ -31,6 +31,24 @@ def test_stops_when_the_best_rose_by_at_most_delta_over_the_window():
     assert plateaued(log(0.40, 0.50, 0.502, 0.503), RULE)  # 50.3 vs 50.0 at episode 200
     assert plateaued(log(0.40, 0.50, 0.49, 0.48), RULE)  # falling: best 50.0 vs 50.0
     assert not plateaued(log(0.40, 0.50, 0.49, 0.56), RULE)  # a late rise keeps it going
+
+
+def test_never_before_a_window_at_the_final_learning_rate():
+    """mini-fair's protonet: flat from episode 500, stopped at 2000, where the rate halves, so it
+    never trained at the lower rate that lifted cosine and trm by 4-5 validation points. With a
+    step schedule the window must lie after the last decay before the cap."""
+    flat = log(*[0.60] * 40)  # 4000 episodes, flat
+    schedule = dict(plateau_window=1500, plateau_delta=0.5, lr_step=2000, lr_gamma=0.5)
+    rule = SimpleNamespace(episodes=4000, **schedule)
+    assert final_rate_from(rule) == 2000
+    assert not any(plateaued(flat[:end], rule) for end in range(1500, 3500, 100))
+    assert plateaued(flat[:3500], rule)
+    assert final_rate_from(SimpleNamespace(episodes=2000, **schedule)) == 0  # no decay before
+    assert final_rate_from(SimpleNamespace(episodes=2001, **schedule)) == 2000  # the cap
+    assert final_rate_from(SimpleNamespace(episodes=20000, **schedule)) == 18000
+    assert final_rate_from(SimpleNamespace(episodes=4000, **{**schedule, "lr_gamma": 1.0})) == 0
+    assert final_rate_from(SimpleNamespace(episodes=4000, **{**schedule, "lr_step": 0})) == 0
+    assert plateaued(flat[:2000], SimpleNamespace(episodes=4000, **{**schedule, "lr_step": 0}))
 
 
 def test_only_at_a_validation_and_never_when_off():
@@ -95,3 +113,15 @@ def test_the_pilot_replays_the_rule_with_sparser_validation():
     dense = log(0.40, 0.45, 0.50, 0.55)
     assert pilot.stopping(dense, RULE) == (None, [(100, 0.40), (200, 0.45), (300, 0.50),
                                                   (400, 0.55)])
+
+
+def test_the_pilot_counts_the_steps_run_at_a_decayed_learning_rate():
+    """mini-fair's protonet stopped at episode 2000, the step whose scheduler step halved the
+    rate: none of its steps ran at the lower rate. The log records the rate after each step."""
+    pilot = load_script("benchmarks/budget_rule_pilot.py")
+    entries = [{"episode": e, "val_acc": float("nan"), "lr": 1e-3 if e < 4 else 5e-4}
+               for e in range(1, 9)]
+    assert pilot.decayed_steps(entries, 4) == 0  # stopped at the decay: step 4 ran at 1e-3
+    assert pilot.decayed_steps(entries, 5) == 1
+    assert pilot.decayed_steps(entries, 8) == 4
+    assert pilot.decayed_steps([{"episode": 1, "val_acc": 0.5}], 1) == 0  # a log without rates

@@ -63,8 +63,9 @@ from bench.plan.presets import PRESETS
               help="Episodes per validation.")
 @click.option("--plateau-window", default=0, show_default=True, type=int,
               help="Budget rule: stop training once the best validation accuracy has risen by "
-                   "at most --plateau-delta points over this many episodes (--train-episodes is "
-                   "then the cap; 0: always train all of them).")
+                   "at most --plateau-delta points over this many episodes, all of them after "
+                   "the last --lr-step decay before the cap (--train-episodes is then the cap; "
+                   "0: always train all of them).")
 @click.option("--plateau-delta", default=0.5, show_default=True, type=float,
               help="Points of validation accuracy that count as still learning (--plateau-window).")
 @click.option("--checkpoint-every", default=100, show_default=True, type=int,

@@ -47,7 +47,9 @@ class TrainConfig:
     pretrain_lr: float = 1e-3
     # The budget rule (``bench.train.runner.plateaued``): stop at a validation once the best
     # validation accuracy has risen by no more than ``plateau_delta`` points over the last
-    # ``plateau_window`` training episodes; ``episodes`` is then the cap. 0: train all ``episodes``.
+    # ``plateau_window`` training episodes, all of them at the step schedule's last learning rate
+    # before the cap (``bench.train.runner.final_rate_from``: a method that flattens early still
+    # trains at the lower rate); ``episodes`` is then the cap. 0: train all ``episodes``.
     plateau_window: int = 0
     plateau_delta: float = 0.5
 

@@ -127,12 +127,14 @@ def plateaued(log: list[dict], config) -> bool:
     """The budget rule, checked at the last log entry when it is a validation: the best
     validation accuracy so far has risen by at most ``plateau_delta`` points over the last
     ``plateau_window`` episodes (best now − best at or before episode e − window ≤ delta). Never
-    before a full window has passed; off when ``plateau_window`` is 0."""
+    before a full window has passed at the schedule's final learning rate (``final_rate_from``):
+    a method that flattens early must still get the lower rates that a method still learning
+    reaches. Off when ``plateau_window`` is 0."""
     window = getattr(config, "plateau_window", 0)
     if not window or not log or log[-1]["val_acc"] != log[-1]["val_acc"]:  # NaN: no validation
         return False
     now = log[-1]["episode"]
-    if now < window:
+    if now - window < final_rate_from(config):
         return False
     validations = [(entry["episode"], entry["val_acc"]) for entry in log
                    if entry["val_acc"] == entry["val_acc"]]
@@ -141,6 +143,15 @@ def plateaued(log: list[dict], config) -> bool:
         return False
     best_now = max(acc for _, acc in validations)
     return 100.0 * (best_now - max(before)) <= config.plateau_delta + 1e-9
+
+
+def final_rate_from(config) -> int:
+    """The episode after which training runs at its last learning rate before the cap: the last
+    decay of the step schedule before ``episodes`` (0 without decays)."""
+    step, cap = getattr(config, "lr_step", 0), getattr(config, "episodes", 0)
+    if not step or getattr(config, "lr_gamma", 1.0) == 1.0 or cap <= step:
+        return 0
+    return (cap - 1) // step * step
 
 
 def _validates(episode: int, config, validate) -> bool:
