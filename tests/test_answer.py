@@ -149,3 +149,17 @@ def test_the_brief_says_when_none_of_its_methods_shares_a_cell(evidence):
     brief = answer_page([evidence], "trm", "x", only=["dn4"])
     assert "set: none of dn4 shares a cell with trm here." in brief
     assert not any(line.startswith("| [set]") for line in brief.splitlines())
+
+
+def test_the_brief_leaves_shot_transfer_rows_to_the_full_page(evidence):
+    """The README's table is the answer: 5-shot cells of 1-shot-trained models stay on the full
+    page (a shot-transfer study) and the brief names them instead, even where no set above
+    answers that shot (mini-fair's protonet while it retrains under the fixed budget rule)."""
+    brief = answer_page([evidence], "trm", "x", only=["cosine"])
+    rows = [line.split(" | ") for line in brief.splitlines() if line.startswith("| [set]")]
+    assert rows and all(row[3] == "1" for row in rows)
+    assert ("Left out as shot transfer (cells of models trained at another shot: a study of "
+            "which methods transfer across shots, not the answer; the full page keeps them): "
+            "set at 5-shot.") in brief
+    full = answer_page([evidence], "trm", "x")
+    assert "| synthetic | 5 | 5 | 1-shot (shot transfer) | cosine |" in full

@@ -22,7 +22,8 @@ _MINI = {"dataset": "mini-imagenet", "methods": "protonet,trm,cosine", "ways": "
 
 # The fair-answer sets: each method at its test shot (no train_shot), the budget rule
 # (validation every 250 episodes on 200; stop once the best rose ≤ 0.5 points over 1500
-# episodes), three training runs on the test episodes of seed 0.
+# episodes, all at the schedule's last learning rate before the cap), three training runs on
+# the test episodes of seed 0.
 _FAIR = {"methods": "protonet(temperature=64),cosine,trm", "train_way": "5", "train_query": "15",
          "lr_step": 2000, "lr_gamma": 0.5, "val_every": 250, "val_episodes": 200,
          "plateau_window": 1500, "plateau_delta": 0.5, "pretrain_batch": 64, "seeds": "0,1,2",
@@ -153,7 +154,8 @@ PRESETS: dict[str, dict] = {
                  "and trm, each trained at its test shot (5-way 1- and 5-shot, 15 queries), "
                  "after mini-cpu's 8-epoch pre-training, under one budget rule: validation "
                  "every 250 episodes on 200, training stops once the best validation accuracy "
-                 "rose by ≤ 0.5 points over 1500 episodes, cap 4000; three training runs "
+                 "rose by ≤ 0.5 points over 1500 episodes at the last learning rate (Adam 1e-3 "
+                 "halved at 2000: not before 3500), cap 4000; three training runs "
                  "(seeds 0, 1, 2) tested on one set of 2000 episodes (test seed 0)",
         "options": {**_MINI, **_FAIR, "dataset_options": ("augment=off",),
                     "train_episodes": "4000", "pretrain_epochs": 8},
@@ -162,7 +164,8 @@ PRESETS: dict[str, dict] = {
         "about": "the fair answer on CUB (CPU): cub-cpu's pre-training (40 epochs) and methods, "
                  "each trained at its test shot under mini-fair's budget rule (validation every "
                  "250 episodes on 200, stop once the best rose by ≤ 0.5 points over 1500 "
-                 "episodes, cap 6000); seeds 0, 1, 2 on one set of 2000 test episodes",
+                 "episodes at the last learning rate: halved at 2000 and 4000, so not before "
+                 "5500; cap 6000); seeds 0, 1, 2 on one set of 2000 test episodes",
         "options": {**_CUB, **_FAIR, "train_episodes": "6000", "pretrain_epochs": 40},
     },
     "ci-glyphs": {

@@ -76,11 +76,13 @@ def folder_title(folder: Path) -> str:
 @dataclass
 class Evidence:
     """One folder's comparisons: ``rows`` (answer_row dicts, sorted), the shots of the rows a
-    folder above supersedes (``superseded``: left out of ``rows`` in the brief), or, when there
+    folder above supersedes (``superseded``: left out of ``rows`` in the brief), the shots of
+    the shot-transfer rows the brief leaves out besides (``transfer``), or, when there
     is no row, ``empty``: why, with the folder's cells (``cells``, as lines)."""
     folder: Path
     rows: list = field(default_factory=list)
     superseded: list = field(default_factory=list)
+    transfer: list = field(default_factory=list)
     empty: str = ""
     cells: list = field(default_factory=list)
 
@@ -117,8 +119,10 @@ def folder_evidence(folder: Path, reference: str, only: list[str] | None,
     superseded = [row["key"] in answered for row in rows]
     found.superseded = sorted({row["key"][2] for row, old in zip(rows, superseded) if old})
     answered |= {row["key"] for row in rows if not row["transfer"]}
-    if only is not None:
-        rows = [row for row, old in zip(rows, superseded) if not old]
+    if only is not None:  # the brief is the answer: no shot-transfer rows (the full page has them)
+        found.transfer = sorted({row["key"][2] for row, old in zip(rows, superseded)
+                                 if row["transfer"] and not old})
+        rows = [row for row, old in zip(rows, superseded) if not old and not row["transfer"]]
     found.rows = sorted(rows, key=lambda r: r["order"])
     return found
 
@@ -156,7 +160,7 @@ def section(found: Evidence, reference: str) -> list[str]:
 
 def brief_table(evidence: list[Evidence], reference: str) -> list[str]:
     """Every folder's rows in one table, a "set" column first, then one line on what is left
-    out: superseded rows and folders without a comparison yet."""
+    out: superseded rows, shot-transfer rows and folders without a comparison yet."""
     out = [table_line(["set"] + header(reference)), table_line(["---"] + ALIGN)]
     for found in evidence:
         name = f"[{found.folder.name}]({found.folder.as_posix()})"
@@ -168,6 +172,12 @@ def brief_table(evidence: list[Evidence], reference: str) -> list[str]:
         notes.append("Left out as superseded (a set above has these comparisons with models "
                      "trained at the test shot; the full page keeps them): "
                      + "; ".join(superseded) + ".")
+    transfer = [f"{found.folder.name} at {shots_text(found.transfer)}"
+                for found in evidence if found.transfer]
+    if transfer:
+        notes.append("Left out as shot transfer (cells of models trained at another shot: a "
+                     "study of which methods transfer across shots, not the answer; the full "
+                     "page keeps them): " + "; ".join(transfer) + ".")
     for found in evidence:
         if found.empty:
             notes.append(f"{found.folder.name}: {found.empty[0].lower()}{found.empty[1:]}"
