@@ -112,15 +112,16 @@ def main() -> None:
     parser.add_argument("--any-rate", action="store_true",
                         help="the rule before 2026-12-08, which could stop before the final rate")
     args = parser.parse_args()
-    frame = load(args.results).drop_duplicates("cell_id")
+    # a retrained cell keeps its cell_id, so the same id can sit in two folders
+    frame = load(args.results).drop_duplicates(["source_dir", "cell_id"])
     seen = set()
     print(f"rule: stop when the best validation accuracy rose by ≤ {args.delta:g} points over "
           f"the last {args.window} episodes"
           + (", at any learning rate (before 2026-12-08)" if args.any_rate else
              ", all of them at the schedule's last rate before the cap"))
-    header = ("| folder | method | train shot | validation curve (episode: %) | stops at | best "
-              "there / best of run | steps at a decayed lr before the stop |")
-    rule_line = "| --- | --- | ---: | --- | ---: | ---: | ---: |"
+    header = ("| folder | method | train shot | precision | validation curve (episode: %) | "
+              "stops at | best there / best of run | steps at a decayed lr before the stop |")
+    rule_line = "| --- | --- | ---: | --- | --- | ---: | ---: | ---: |"
     if args.val_every:
         header += (f" every {args.val_every}: stops at | validations run (logged → every "
                    f"{args.val_every}) | kept weights: episode (validation %), logged → every "
@@ -130,7 +131,8 @@ def main() -> None:
     print(rule_line)
     for _, row in frame.iterrows():
         path = log_path(Path(row["source_dir"]), row["cell_id"])
-        key = (row["source_dir"], row["method"], row["train_shot"], row["seed"])
+        key = (row["source_dir"], row["method"], row["train_shot"], row["seed"],  # a training
+               row["precision"], row["train_episodes"], row["train_dataset"])
         if not path.exists() or key in seen:
             continue
         seen.add(key)
@@ -144,7 +146,8 @@ def main() -> None:
         best_stop = best(seen_validations)[1]
         curve = ", ".join(f"{episode}: {100 * acc:.1f}" for episode, acc in validations)
         line = (f"| {Path(row['source_dir']).name} | {row['method']} | {row['train_shot']} | "
-                f"{curve} | {stop_text(stop, log, int(row['train_episodes']))} | "
+                f"{row['precision']} | {curve} | "
+                f"{stop_text(stop, log, int(row['train_episodes']))} | "
                 f"{100 * best_stop:.1f} / {100 * best_all:.1f} | "
                 f"{decayed_steps(log, stop or log[-1]['episode'])} |")
         if args.val_every:
