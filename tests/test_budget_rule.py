@@ -125,3 +125,19 @@ def test_the_pilot_counts_the_steps_run_at_a_decayed_learning_rate():
     assert pilot.decayed_steps(entries, 5) == 1
     assert pilot.decayed_steps(entries, 8) == 4
     assert pilot.decayed_steps([{"episode": 1, "val_acc": 0.5}], 1) == 0  # a log without rates
+
+
+@pytest.mark.parametrize("preset, first_stop", [("mini-fair", 3500), ("cub-fair", 5500)])
+def test_the_fair_presets_give_every_method_the_whole_schedule(preset, first_stop):
+    """What the presets' docs say: the rule cannot stop a mini-fair training before 3500, a
+    cub-fair one before 5500 (the rate halves every 2000 up to caps of 4000 and 6000)."""
+    from bench.plan.presets import PRESETS
+    options = PRESETS[preset]["options"]
+    rule = SimpleNamespace(episodes=int(options["train_episodes"]), lr_step=options["lr_step"],
+                           lr_gamma=options["lr_gamma"], plateau_window=options["plateau_window"],
+                           plateau_delta=options["plateau_delta"])
+    assert final_rate_from(rule) + rule.plateau_window == first_stop
+    flat = log(*[0.6] * (rule.episodes // 250), every=250)
+    stops = [end for end in range(250, rule.episodes + 1, 250) if plateaued(flat[:end], rule)]
+    assert stops[0] == first_stop
+    assert f"not before {first_stop}" in PRESETS[preset]["about"]
