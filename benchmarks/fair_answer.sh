@@ -9,6 +9,9 @@
 # the queue; commit results/reference/*-fair as cells land, and before a session ends commit the
 # unfinished trainings' checkpoints (`.venv/bin/python scripts/save_checkpoints.py`): a session
 # may start from a fresh checkout, and a TRM 5-shot training outlasts one session.
+# Its first run after 2026-12-08 retrains miniImageNet's protonet 5-shot cell of seed 0 (and
+# tests it on CUB): the budget rule had stopped it at episode 2000, before its learning rate
+# halved; the rule is fixed and the old cell is in results/reference/mini-fair-old-rule.
 #
 # bf16: these sets train in bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16),
 # as mini-cpu's protonet/cosine/trm cells did (their pre-trained backbones are reused). On an
