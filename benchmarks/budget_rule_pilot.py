@@ -11,7 +11,7 @@ before its cap, and the replayed rule had not fired by then), and the best valid
 that point against the best of the whole run, and how many of the steps before the stop ran at
 a decayed learning rate: a rule that stops a method before its first decay never lets it train at
 the lower rate that another method, still learning, reaches. The rule replayed is the runner's
-(`bench.train.runner.plateaued`), with each run's own schedule and cap (its `configs/` file):
+(`bench.train.runner.plateaued`), with each run's own schedule and cap (its row's config):
 it fires only once a full window has passed at the schedule's last learning rate before the cap.
 ``--any-rate`` replays the rule as it was before 2026-12-08, when it could fire at any rate (how
 mini-fair's protonet cells stopped at episode 2000, where the rate halves).
@@ -88,15 +88,18 @@ def stop_text(stop: int | None, log: list[dict], cap: int) -> str:
     return "still learning" if ended >= cap else f"not by {ended} (the log ends; unknown after)"
 
 
-def row_rule(folder: Path, row, args) -> SimpleNamespace:
-    """The rule with the run's own schedule and cap (from its configs/ file, else the row's
-    cap and the default schedule); without them (``--any-rate``) it may fire at any rate."""
+def train_settings(row) -> dict:
+    """The row's training settings, as its ``config`` column records them."""
+    return json.loads(row["config"]).get("train", {})
+
+
+def row_rule(row, args) -> SimpleNamespace:
+    """The rule with the run's own schedule and cap (the default schedule where the row's config
+    lacks one); without them (``--any-rate``) it may fire at any rate."""
     rule = SimpleNamespace(plateau_window=args.window, plateau_delta=args.delta)
     if args.any_rate:
         return rule
-    config = folder / "configs" / f"{row['cell_id']}.json"
-    train = json.loads(config.read_text())["train"] if config.is_file() else {}
-    defaults = TrainConfig()
+    train, defaults = train_settings(row), TrainConfig()
     return SimpleNamespace(**vars(rule), episodes=int(row["train_episodes"]),
                            lr_step=train.get("lr_step", defaults.lr_step),
                            lr_gamma=train.get("lr_gamma", defaults.lr_gamma))
@@ -131,13 +134,13 @@ def main() -> None:
     print(rule_line)
     for _, row in frame.iterrows():
         path = log_path(Path(row["source_dir"]), row["cell_id"])
-        key = (row["source_dir"], row["method"], row["train_shot"], row["seed"],  # a training
-               row["precision"], row["train_episodes"], row["train_dataset"])
+        key = (row["source_dir"], row["method"], row["seed"], row["train_dataset"],  # a training
+               json.dumps(train_settings(row), sort_keys=True))
         if not path.exists() or key in seen:
             continue
         seen.add(key)
         log = pd.read_csv(path).to_dict("records")
-        rule = row_rule(Path(row["source_dir"]), row, args)
+        rule = row_rule(row, args)
         stop, seen_validations = stopping(log, rule)
         validations = [(e["episode"], e["val_acc"]) for e in log if e["val_acc"] == e["val_acc"]]
         if not validations:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.results import load, log_path, per_episode_path  # noqa: E402
+from bench.results import load, log_path, per_episode  # noqa: E402
 from bench.stats import paired_test  # noqa: E402
 
 
@@ -43,8 +42,7 @@ def pairs(old_dir: Path, new_dir: Path) -> list[dict]:
         if before["episodes_hash"] != after["episodes_hash"]:
             raise SystemExit(f"same_cell_pairs: cell {cell_id} was tested on other episodes in "
                              f"{new_dir} than in {old_dir} (episodes_hash differs): no pairing")
-        a = np.load(per_episode_path(new_dir, cell_id))
-        b = np.load(per_episode_path(old_dir, cell_id))
+        a, b = per_episode(after), per_episode(before)
         test = paired_test(a, b)
         rows.append({
             "cell": f"{after['method']} {after['dataset']} {int(after['way'])}-way "
